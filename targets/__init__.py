@@ -1,0 +1,1 @@
+"""Target files (TOML data, one per device or template); see codesign.targets_schema."""
