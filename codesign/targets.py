@@ -1,0 +1,226 @@
+"""Targets as data: the pydantic schema for ``targets/*.toml`` and a name registry.
+
+A target describes a device (or an accelerator template) and nothing else: peak rates
+per precision, the memory hierarchy, per-op energies, overheads, area figures and, for
+templates, the ranges a search may explore.  Cost models read these numbers; they never
+hard-code a device.  A bad file raises ``CodesignError`` naming the file and field.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from codesign.errors import CodesignError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int16", "int8", "int4", "int2")
+OP_CLASS_NAMES = (
+    "conv", "depthwise_conv", "pointwise_conv", "matmul", "pool", "norm",
+    "elementwise", "softmax", "reduce", "data_movement", "other",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryLevel(_Strict):
+    """One level of the memory hierarchy, innermost first in ``Target.memory``."""
+
+    name: str
+    size_bytes: float = Field(gt=0)
+    bandwidth_gbs: float = Field(gt=0, description="sustained bandwidth into the compute units, GB/s")
+    energy_pj_per_byte: float = Field(ge=0, default=0.0)
+
+
+class Energy(_Strict):
+    """Per-operation energies.  ``mac_pj`` is per multiply-accumulate at each precision."""
+
+    mac_pj: dict[str, float]
+    process_nm: float | None = Field(default=None, gt=0, description="node the mac_pj figures are quoted at")
+    static_power_w: float = Field(default=0.0, ge=0)
+    elementwise_op_pj: float = Field(default=0.0, ge=0)
+
+    @field_validator("mac_pj")
+    @classmethod
+    def _known_precisions(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in PRECISIONS:
+                raise ValueError(f"unknown precision {k!r}; use one of {', '.join(PRECISIONS)}")
+            if x < 0:
+                raise ValueError(f"energy for {k} must be >= 0")
+        return v
+
+
+class Overheads(_Strict):
+    per_layer_us: float = Field(default=0.0, ge=0, description="dispatch / launch cost per layer")
+    per_network_us: float = Field(default=0.0, ge=0, description="fixed cost per inference")
+
+
+class Area(_Strict):
+    """Area model for accelerator templates (mm^2 at ``process_nm``)."""
+
+    process_nm: float = Field(gt=0)
+    pe_mm2_8bit: float = Field(gt=0, description="one PE with an 8x8-bit MAC and its registers")
+    sram_mm2_per_kb: float = Field(gt=0)
+    fixed_mm2: float = Field(default=0.0, ge=0, description="control, NoC, I/O")
+
+
+class SystolicConfig(_Strict):
+    """One point of the systolic-array template (SCALE-Sim's architecture presets)."""
+
+    rows: int = Field(gt=0)
+    cols: int = Field(gt=0)
+    ifmap_sram_kb: float = Field(gt=0)
+    filter_sram_kb: float = Field(gt=0)
+    ofmap_sram_kb: float = Field(gt=0)
+    dataflow: Literal["ws", "os", "is"] = "ws"
+    dram_bandwidth_words: float = Field(gt=0, description="DRAM<->SRAM words per cycle")
+    clock_mhz: float = Field(gt=0)
+    word_bits: int = Field(default=8, gt=0)
+
+
+class SystolicRanges(_Strict):
+    """Values a design-space exploration or joint search may pick for each field."""
+
+    rows: list[int]
+    cols: list[int]
+    ifmap_sram_kb: list[float]
+    filter_sram_kb: list[float]
+    ofmap_sram_kb: list[float]
+    dataflow: list[Literal["ws", "os", "is"]]
+    dram_bandwidth_words: list[float]
+
+    @model_validator(mode="after")
+    def _non_empty_positive(self):
+        for name, values in self:
+            if not values:
+                raise ValueError(f"range {name} is empty")
+            if name != "dataflow" and any(v <= 0 for v in values):
+                raise ValueError(f"range {name} must hold positive values")
+        return self
+
+
+class SystolicTemplate(_Strict):
+    default: SystolicConfig
+    ranges: SystolicRanges
+
+
+class Calibration(_Strict):
+    samples: int
+    fit_error_pct: float
+    date: str
+    source: str = ""
+    params: dict[str, float] = Field(default_factory=dict)
+
+
+class Target(_Strict):
+    """A device or an accelerator template, loaded from one TOML file."""
+
+    name: str
+    kind: Literal["cpu", "gpu", "mcu", "accelerator", "template"]
+    description: str
+    sources: list[str] = Field(min_length=1, description="where the figures come from")
+    clock_mhz: float = Field(gt=0)
+    threads: int = Field(default=1, ge=1, description="cores/threads the figures assume")
+    peak_gmacs: dict[str, float] = Field(description="peak multiply-accumulates per second (1e9) per precision")
+    efficiency: dict[str, float] = Field(default_factory=dict, description="fraction of peak reached per op class")
+    memory: list[MemoryLevel] = Field(min_length=1, description="innermost first; the last is off-chip/main memory")
+    energy: Energy
+    overheads: Overheads = Overheads()
+    weight_memory_bytes: float | None = Field(default=None, gt=0, description="flash/ROM for weights, MCUs")
+    area: Area | None = None
+    systolic: SystolicTemplate | None = None
+    calibration: Calibration | None = None
+
+    @field_validator("peak_gmacs")
+    @classmethod
+    def _peaks(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("needs at least one precision")
+        for k, x in v.items():
+            if k not in PRECISIONS:
+                raise ValueError(f"unknown precision {k!r}; use one of {', '.join(PRECISIONS)}")
+            if x <= 0:
+                raise ValueError(f"peak for {k} must be > 0")
+        return v
+
+    @field_validator("efficiency")
+    @classmethod
+    def _eff(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in OP_CLASS_NAMES:
+                raise ValueError(f"unknown op class {k!r}; use one of {', '.join(OP_CLASS_NAMES)}")
+            if not 0 < x <= 1:
+                raise ValueError(f"efficiency for {k} must be in (0, 1]")
+        return v
+
+    @model_validator(mode="after")
+    def _template_has_config(self):
+        if self.kind == "template" and self.systolic is None:
+            raise ValueError("a template target needs a [systolic] table")
+        return self
+
+    @property
+    def main_memory(self) -> MemoryLevel:
+        return self.memory[-1]
+
+    @property
+    def on_chip(self) -> list[MemoryLevel]:
+        return self.memory[:-1]
+
+    @property
+    def precisions(self) -> list[str]:
+        return list(self.peak_gmacs)
+
+
+def _bundled_dir() -> Path:
+    return Path(str(importlib.resources.files("codesign.bundled_targets")))
+
+
+def list_targets() -> dict[str, Path]:
+    """Bundled targets by name (file stem)."""
+    return {p.stem: p for p in sorted(_bundled_dir().glob("*.toml"))}
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load a bundled target by name, or any target TOML by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".toml" or path.exists() or "/" in text:
+        if not path.is_file():
+            raise CodesignError(f"target file not found: {path} (give a bundled name or an existing .toml path)")
+    else:
+        known = list_targets()
+        if text not in known:
+            raise CodesignError(f"unknown target {text!r}; known targets: {', '.join(known)} (or give a path to a .toml)")
+        path = known[text]
+    return load_target_file(path)
+
+
+def load_target_file(path: Path) -> Target:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise CodesignError(f"cannot read target file {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CodesignError(f"target file {path} is not valid TOML: {e}") from None
+    return target_from_dict(data, source=str(path))
+
+
+def target_from_dict(data: dict, source: str = "<dict>") -> Target:
+    try:
+        return Target.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (check spelling against targets/host.toml)"
+        more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise CodesignError(f"target file {source}: field '{loc}': {msg}{more}") from None
