@@ -1,0 +1,184 @@
+"""Train a weight-sharing supernet once; extract, evaluate and fine-tune any sub-network.
+
+Training uses the sandwich rule (largest + smallest + N random sub-networks every step) with
+in-place distillation (the largest network's soft predictions teach the others), as in
+BigNAS / OFA.  Checkpoints are keyed by a hash of the space config, the training config and
+the data, so an unchanged request reuses the saved supernet instead of retraining.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from codesign.data import Split, Splits, batches, random_shift, resize
+from codesign.errors import CodesignError
+from codesign.spaces import ElasticNet, SearchSpace, get_space
+from codesign.spaces.base import Arch
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of supernet and standalone training (part of the checkpoint key)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    n_random: int = 2            # random sub-networks per step besides largest and smallest
+    distill: float = 0.7         # weight of the in-place distillation loss (rest: labels)
+    augment_shift: int = 1       # random pixel shift (augmentation for tiny images)
+    seed: int = 0
+    threads: int = 2
+
+
+def _setup(cfg: TrainConfig) -> torch.Generator:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    return torch.Generator().manual_seed(cfg.seed)
+
+
+def _optimizer(params, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps), pct_start=0.15)
+    return opt, sched
+
+
+def train_supernet(space: SearchSpace, splits: Splits, cfg: TrainConfig = TrainConfig(),
+                   log: Log | None = None) -> ElasticNet:
+    """Sandwich-rule training with in-place distillation; returns the supernet in eval mode."""
+    gen = _setup(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    net = space.supernet(splits.num_classes, splits.in_channels, splits.resolution)
+    steps = cfg.epochs * -(-len(splits.train) // cfg.batch_size)
+    opt, sched = _optimizer(net.parameters(), cfg, steps)
+    largest, smallest = space.largest(), space.smallest()
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        net.train()
+        total, n = 0.0, 0
+        for xb, yb in batches(splits.train, cfg.batch_size, shuffle=True, gen=gen):
+            xb = random_shift(xb, gen, cfg.augment_shift)
+            opt.zero_grad(set_to_none=True)
+            logits = net(resize(xb, space.resolution(largest)), largest)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            soft = F.softmax(logits.detach(), dim=1)
+            for arch in [smallest] + [space.sample(rng) for _ in range(cfg.n_random)]:
+                out = net(resize(xb, space.resolution(arch)), arch)
+                kd = F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean")
+                ((1 - cfg.distill) * F.cross_entropy(out, yb) + cfg.distill * kd).backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            total, n = total + float(loss) * len(yb), n + len(yb)
+        if log:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: largest-net train loss {total / n:.4f} "
+                f"({time.perf_counter() - t0:.0f}s)")
+    return net.eval()
+
+
+def train_module(module: nn.Module, splits: Splits, cfg: TrainConfig = TrainConfig(),
+                 log: Log | None = None) -> nn.Module:
+    """Plain supervised training of one model (a standalone baseline, a fine-tune, or QAT)."""
+    gen = _setup(cfg)
+    res = getattr(module, "input_resolution", None)
+    steps = cfg.epochs * -(-len(splits.train) // cfg.batch_size)
+    opt, sched = _optimizer(module.parameters(), cfg, steps)
+    for epoch in range(cfg.epochs):
+        module.train()
+        for xb, yb in batches(splits.train, cfg.batch_size, shuffle=True, gen=gen):
+            xb = random_shift(xb, gen, cfg.augment_shift)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(module(resize(xb, res)), yb).backward()
+            nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+            opt.step()
+            sched.step()
+        if log:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: val accuracy {accuracy(module, splits.val):.4f}")
+    return module.eval()
+
+
+@torch.no_grad()
+def accuracy(module: nn.Module, split: Split, batch_size: int = 512) -> float:
+    """Measured top-1 accuracy of ``module`` on ``split`` (resized to the module's input resolution)."""
+    module.eval()
+    res = getattr(module, "input_resolution", None)
+    correct = 0
+    for xb, yb in batches(split, batch_size):
+        correct += int((module(resize(xb, res)).argmax(1) == yb).sum())
+    return correct / max(1, len(split))
+
+
+def extract(supernet: ElasticNet, arch: Arch, splits: Splits, calib_images: int = 512) -> nn.Module:
+    """Standalone sub-network with shared weights and BatchNorm statistics re-calibrated on training images."""
+    return supernet.extract(arch, splits.train.x[:calib_images])
+
+
+def finetune(module: nn.Module, splits: Splits, epochs: int = 5, lr: float = 5e-4, seed: int = 0,
+             log: Log | None = None) -> nn.Module:
+    """Short fine-tune of an extracted sub-network (lower learning rate than training from scratch)."""
+    return train_module(module, splits, TrainConfig(epochs=epochs, lr=lr, seed=seed), log)
+
+
+# ----- checkpoints ---------------------------------------------------------------------------------
+
+def checkpoint_key(space: SearchSpace, cfg: TrainConfig, splits: Splits) -> str:
+    """Hash of what determines the trained weights: space config, training config and data."""
+    blob = json.dumps({"space": space.name, "config": space.config, "train": asdict(cfg),
+                       "data": splits.fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: str | Path, supernet: ElasticNet, cfg: TrainConfig, splits: Splits,
+                    extra: dict | None = None) -> Path:
+    """Weights plus everything needed to rebuild the supernet (space name and config, data shape)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    space = supernet.space
+    torch.save({"format": "codesign-supernet-1", "space": space.name, "space_config": space.config,
+                "train_config": asdict(cfg), "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+                "data_resolution": splits.resolution, "data": splits.name, "data_fingerprint": splits.fingerprint,
+                "key": checkpoint_key(space, cfg, splits), "state_dict": supernet.state_dict(),
+                "extra": extra or {}}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[ElasticNet, dict]:
+    """Rebuild a supernet from ``save_checkpoint``'s file; returns (supernet, metadata)."""
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CodesignError(f"checkpoint {path} not found (train one with codesign train-supernet)") from None
+    except Exception as exc:
+        raise CodesignError(f"{path}: not a readable codesign checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != "codesign-supernet-1":
+        raise CodesignError(f"{path}: not a codesign supernet checkpoint")
+    space = get_space(ck["space"], **ck["space_config"])
+    net = space.supernet(ck["num_classes"], ck["in_channels"], ck["data_resolution"])
+    net.load_state_dict(ck["state_dict"])
+    meta = {k: v for k, v in ck.items() if k != "state_dict"}
+    return net.eval(), meta
+
+
+def train_or_load(space: SearchSpace, splits: Splits, cfg: TrainConfig, cache_dir: str | Path,
+                  log: Log | None = None) -> tuple[ElasticNet, Path, bool]:
+    """Reuse ``cache_dir/<space>-<key>.pt`` if it exists, else train and save; returns (net, path, reused)."""
+    path = Path(cache_dir) / f"{space.name}-{checkpoint_key(space, cfg, splits)}.pt"
+    if path.exists():
+        net, _ = load_checkpoint(path)
+        return net, path, True
+    net = train_supernet(space, splits, cfg, log)
+    save_checkpoint(path, net, cfg, splits)
+    return net, path, False
