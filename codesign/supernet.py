@@ -81,7 +81,7 @@ def train_supernet(space: SearchSpace, splits: Splits, cfg: TrainConfig = TrainC
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
             sched.step()
-            total, n = total + float(loss) * len(yb), n + len(yb)
+            total, n = total + loss.detach().item() * len(yb), n + len(yb)
         if log:
             log(f"epoch {epoch + 1}/{cfg.epochs}: largest-net train loss {total / n:.4f} "
                 f"({time.perf_counter() - t0:.0f}s)")
