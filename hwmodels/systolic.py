@@ -1,0 +1,425 @@
+"""Analytical, vectorized model of an R x C systolic array with SCALE-Sim's conventions.
+
+SCALE-Sim (scalesim 3.0.0) builds cycle-by-cycle demand matrices and replays them through
+double-buffered SRAMs.  Everything it reports for a layer without memory stalls follows from
+the fold structure alone, so this module computes the same numbers in closed form, with
+numpy broadcasting over ``[n_configs, n_layers]``:
+
+* operand view (``topology_utils``): M = ofmap pixels, N = filters, K = window (r*s*c);
+  ws: Sr=K, Sc=N, T=M;  os: Sr=M, Sc=N, T=K;  is: Sr=K, Sc=M, T=N.
+* folds = ceil(Sr/R) * ceil(Sc/C); demand rows per fold (fill + stream + drain, the prefix,
+  suffix and skew of ``systolic_compute_*``): ws/is 2R + C + T - 2, os R + C + T - 2.
+* total cycles = folds * rows_per_fold - 1 (``max(ofmap_serviced_cycles)``) + stalls.
+* mapping efficiency and compute utilisation are SCALE-Sim's per-fold averages; SRAM read /
+  write counts are its request counters (including its +R+C per fold ofmap count in os).
+* DRAM traffic in CALC mode replays ``ReadBufferEstimateBw``: an operand whose distinct
+  words fit in half the SRAM (50 sets of floor(words/100)) is read exactly once per word.
+  Larger operands are re-streamed once per pass (an approximation, see ``DRAM_NOTE``).
+* USER-bandwidth stalls follow ``read_buffer``: fixed-size refills of half the buffer
+  chained back to back on the DRAM timeline; the layer stalls by the lateness of the worst
+  refill (an analytical approximation of SCALE-Sim's row-by-row replay, see ``STALL_NOTE``).
+
+Word size: SCALE-Sim hard-codes 1 byte per word; here an SRAM of KB kilobytes holds
+KB*1024*8/word_bits words, which equals SCALE-Sim's count at 8 bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from itertools import product
+
+import numpy as np
+
+from codesign.errors import CodesignError
+
+DATAFLOWS = ("ws", "os", "is")
+DRAM_NOTE = (
+    "DRAM reads are exact when an operand's distinct words fit in half its SRAM; otherwise "
+    "the operand is counted as re-streamed once per fold pass (SCALE-Sim keeps partial reuse)."
+)
+STALL_NOTE = (
+    "Stall cycles with USER bandwidth are an analytical lateness bound of SCALE-Sim's "
+    "back-to-back half-buffer refills, not its row-by-row replay."
+)
+
+
+@dataclass
+class SystolicLayers:
+    """Layers in SCALE-Sim's topology terms, one numpy entry per layer.
+
+    ``repeat`` runs the layer that many times independently (groups of a grouped conv,
+    batch of a batched GEMM); ``batch`` multiplies the ofmap pixels (SCALE-Sim's Sr).
+    """
+
+    names: list[str]
+    ifmap_h: np.ndarray
+    ifmap_w: np.ndarray
+    filt_h: np.ndarray
+    filt_w: np.ndarray
+    channels: np.ndarray
+    num_filters: np.ndarray
+    stride_h: np.ndarray
+    stride_w: np.ndarray
+    batch: np.ndarray = None
+    repeat: np.ndarray = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        n = len(self.names)
+        for f in fields(self):
+            if f.name in ("names", "notes"):
+                continue
+            v = getattr(self, f.name)
+            v = np.ones(n, dtype=np.int64) if v is None else np.asarray(v, dtype=np.int64).reshape(-1)
+            if v.shape != (n,):
+                raise CodesignError(f"layer field {f.name} has {v.size} entries for {n} layers")
+            setattr(self, f.name, v)
+        for f in ("ifmap_h", "ifmap_w", "filt_h", "filt_w", "channels", "num_filters",
+                  "stride_h", "stride_w", "batch", "repeat"):
+            bad = np.nonzero(getattr(self, f) < 1)[0]
+            if bad.size:
+                i = int(bad[0])
+                raise CodesignError(f"layer {self.names[i]!r}: {f} must be >= 1, got {getattr(self, f)[i]}")
+        for a, b, what in (("filt_h", "ifmap_h", "height"), ("filt_w", "ifmap_w", "width")):
+            bad = np.nonzero(getattr(self, a) > getattr(self, b))[0]
+            if bad.size:
+                i = int(bad[0])
+                raise CodesignError(f"layer {self.names[i]!r}: filter {what} {getattr(self, a)[i]} exceeds "
+                                    f"ifmap {what} {getattr(self, b)[i]} (pad the ifmap first)")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple]) -> "SystolicLayers":
+        """rows: (name, ifmap_h, ifmap_w, filt_h, filt_w, channels, num_filters, stride_h, stride_w
+        [, batch [, repeat]])."""
+        padded = [tuple(r) + (1,) * (11 - len(r)) for r in rows]
+        names = [r[0] for r in padded]
+        cols = [np.asarray([r[i] for r in padded], dtype=np.int64) for i in range(1, 11)]
+        return cls(names, *cols)
+
+    @classmethod
+    def gemm(cls, names, m, n, k, batch=None) -> "SystolicLayers":
+        """SCALE-Sim's GEMM form: ifmap M x K, filter 1 x K, 1 channel, N filters, stride 1."""
+        m, n, k = (np.asarray(x, dtype=np.int64) for x in (m, n, k))
+        one = np.ones_like(m)
+        return cls(list(names), m, k, one, k, one, n, one, one, one,
+                   one if batch is None else np.asarray(batch, dtype=np.int64))
+
+    # derived shapes -------------------------------------------------------------------------
+    @property
+    def ofmap_h(self):
+        return -(-(self.ifmap_h - self.filt_h + self.stride_h) // self.stride_h)
+
+    @property
+    def ofmap_w(self):
+        return -(-(self.ifmap_w - self.filt_w + self.stride_w) // self.stride_w)
+
+    @property
+    def m(self):
+        """ofmap pixels per filter (incl. batch): SCALE-Sim's rows of the im2col ifmap matrix."""
+        return self.ofmap_h * self.ofmap_w * self.batch
+
+    @property
+    def k(self):
+        return self.filt_h * self.filt_w * self.channels
+
+    @property
+    def n(self):
+        return self.num_filters
+
+    @property
+    def macs(self):
+        return self.m * self.n * self.k * self.repeat
+
+    def _touched(self, size, filt, stride, out):
+        """Input rows (cols) any window touches, and valid (window, offset) pairs."""
+        last = size - (out - 1) * stride
+        touched = (out - 1) * np.minimum(stride, filt) + np.minimum(filt, last)
+        # sum over windows of min(filt, size - o*stride)
+        full = np.minimum(out, np.maximum(0, (size - filt) // stride + 1))
+        o = np.arange(int(out.max()) + 1 if out.size else 1)[None, :]
+        part = np.where((o >= full[:, None]) & (o < out[:, None]),
+                        np.clip(size[:, None] - o * stride[:, None], 0, None), 0).sum(1)
+        valid = full * filt + part
+        return touched, valid
+
+    @property
+    def ifmap_words(self):
+        """Distinct ifmap words the array reads (SCALE-Sim does not read untouched pixels)."""
+        th, _ = self._touched(self.ifmap_h, self.filt_h, self.stride_h, self.ofmap_h)
+        tw, _ = self._touched(self.ifmap_w, self.filt_w, self.stride_w, self.ofmap_w)
+        return th * tw * self.channels * self.batch
+
+    @property
+    def ifmap_valid(self):
+        """Valid (non -1) entries of the im2col ifmap matrix: partial windows at the far edge
+        (when (H - R) % stride != 0) hold -1 in SCALE-Sim and are never fetched."""
+        _, vh = self._touched(self.ifmap_h, self.filt_h, self.stride_h, self.ofmap_h)
+        _, vw = self._touched(self.ifmap_w, self.filt_w, self.stride_w, self.ofmap_w)
+        return vh * vw * self.channels * self.batch
+
+
+@dataclass
+class ArrayConfigs:
+    """Accelerator configurations, one numpy entry per config (SCALE-Sim architecture presets).
+
+    ``user_bw`` False is SCALE-Sim's InterfaceBandwidth=CALC (no stalls, DRAM traffic estimated
+    with 10 words/cycle read ports); True is USER with ``ifmap_bw``/``filter_bw`` words per
+    cycle into the read SRAMs and ``ofmap_bw`` out of the ofmap SRAM.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    ifmap_kb: np.ndarray
+    filter_kb: np.ndarray
+    ofmap_kb: np.ndarray
+    dataflow: np.ndarray                # 0 ws, 1 os, 2 is
+    ifmap_bw: np.ndarray
+    filter_bw: np.ndarray
+    ofmap_bw: np.ndarray
+    user_bw: np.ndarray
+    word_bits: np.ndarray
+
+    def __post_init__(self):
+        arrays = {f.name: np.atleast_1d(np.asarray(getattr(self, f.name))) for f in fields(self)}
+        df = arrays["dataflow"]
+        if df.dtype.kind in "US":
+            bad = [d for d in df.tolist() if d not in DATAFLOWS]
+            if bad:
+                raise CodesignError(f"unknown dataflow {bad[0]!r}; use one of ws, os, is")
+            arrays["dataflow"] = np.array([DATAFLOWS.index(d) for d in df.tolist()])
+        n = max(a.size for a in arrays.values())
+        for k, a in arrays.items():
+            a = np.broadcast_to(a, (n,)).copy() if a.size in (1, n) else None
+            if a is None:
+                raise CodesignError(f"config field {k} has the wrong number of entries")
+            setattr(self, k, a.astype(bool if k == "user_bw" else np.int64 if k not in ("ifmap_kb", "filter_kb", "ofmap_kb") else float))
+        for k in ("rows", "cols", "ifmap_kb", "filter_kb", "ofmap_kb", "ifmap_bw", "filter_bw", "ofmap_bw", "word_bits"):
+            bad = np.nonzero(getattr(self, k) <= 0)[0]
+            if bad.size:
+                raise CodesignError(f"config {int(bad[0])}: {k} must be > 0, got {getattr(self, k)[bad[0]]}")
+        if np.any((self.dataflow < 0) | (self.dataflow > 2)):
+            raise CodesignError("dataflow code must be 0 (ws), 1 (os) or 2 (is)")
+        for k in ("ifmap_kb", "filter_kb", "ofmap_kb"):
+            small = np.nonzero(self.sram_words(getattr(self, k)) < 100)[0]
+            if small.size:
+                i = int(small[0])
+                raise CodesignError(f"config {i}: {k}={getattr(self, k)[i]} holds fewer than 100 words "
+                                    f"(SCALE-Sim splits each SRAM into 100 sets); raise the SRAM size")
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def sram_words(self, kb):
+        return np.floor(kb * 1024 * 8 / self.word_bits).astype(np.int64)
+
+    def describe(self, i: int) -> dict:
+        return {"rows": int(self.rows[i]), "cols": int(self.cols[i]), "ifmap_sram_kb": float(self.ifmap_kb[i]),
+                "filter_sram_kb": float(self.filter_kb[i]), "ofmap_sram_kb": float(self.ofmap_kb[i]),
+                "dataflow": DATAFLOWS[int(self.dataflow[i])], "dram_bandwidth_words": int(self.ofmap_bw[i]),
+                "word_bits": int(self.word_bits[i])}
+
+
+def configs_from_grid(rows, cols, ifmap_kb, filter_kb, ofmap_kb, dataflow, bandwidth,
+                      word_bits=(8,), user_bw=True) -> ArrayConfigs:
+    """Cartesian product of per-field value lists -> ArrayConfigs (one bandwidth for all ports)."""
+    grid = list(product(rows, cols, ifmap_kb, filter_kb, ofmap_kb, dataflow, bandwidth, word_bits))
+    if not grid:
+        raise CodesignError("empty configuration grid: every range needs at least one value")
+    r, c, i, f, o, d, b, w = (list(x) for x in zip(*grid))
+    return ArrayConfigs(r, c, i, f, o, d, b, b, b, user_bw, w)
+
+
+def config_from_systolic(cfg, user_bw: bool = True) -> ArrayConfigs:
+    """One ``codesign.targets.SystolicConfig`` -> ArrayConfigs of size 1."""
+    bw = int(round(cfg.dram_bandwidth_words))
+    return ArrayConfigs([cfg.rows], [cfg.cols], [cfg.ifmap_sram_kb], [cfg.filter_sram_kb], [cfg.ofmap_sram_kb],
+                        [cfg.dataflow], [bw], [bw], [bw], [user_bw], [cfg.word_bits])
+
+
+@dataclass
+class SystolicResult:
+    """Per (config, layer) results, arrays of shape [n_configs, n_layers]; SCALE-Sim names."""
+
+    layer_names: list[str]
+    configs: ArrayConfigs
+    total_cycles: np.ndarray
+    total_cycles_incl_prefetch: np.ndarray
+    stall_cycles: np.ndarray
+    compute_cycles: np.ndarray
+    overall_util_pct: np.ndarray
+    mapping_efficiency_pct: np.ndarray
+    compute_util_pct: np.ndarray
+    folds: np.ndarray
+    macs: np.ndarray
+    ifmap_sram_reads: np.ndarray
+    filter_sram_reads: np.ndarray
+    ofmap_sram_writes: np.ndarray
+    ifmap_dram_reads: np.ndarray
+    filter_dram_reads: np.ndarray
+    ofmap_dram_writes: np.ndarray
+
+    @property
+    def sram_reads(self):
+        return self.ifmap_sram_reads + self.filter_sram_reads
+
+    @property
+    def sram_writes(self):
+        return self.ofmap_sram_writes
+
+    @property
+    def dram_reads(self):
+        return self.ifmap_dram_reads + self.filter_dram_reads
+
+    @property
+    def dram_writes(self):
+        return self.ofmap_dram_writes
+
+    def layer_dicts(self, config: int = 0) -> list[dict]:
+        """One config's per-layer report in the ``--json`` shape."""
+        out = []
+        for j, name in enumerate(self.layer_names):
+            out.append({
+                "name": name,
+                "total_cycles": int(self.total_cycles[config, j]),
+                "total_cycles_incl_prefetch": int(self.total_cycles_incl_prefetch[config, j]),
+                "stall_cycles": int(self.stall_cycles[config, j]),
+                "overall_util_pct": float(self.overall_util_pct[config, j]),
+                "mapping_efficiency_pct": float(self.mapping_efficiency_pct[config, j]),
+                "compute_util_pct": float(self.compute_util_pct[config, j]),
+                "sram_reads": int(self.sram_reads[config, j]),
+                "sram_writes": int(self.sram_writes[config, j]),
+                "dram_reads": int(self.dram_reads[config, j]),
+                "dram_writes": int(self.dram_writes[config, j]),
+            })
+        return out
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _operand_view(df, m, n, k):
+    """(Sr, Sc, T) per SCALE-Sim's compute classes, broadcast over configs x layers."""
+    sr = np.where(df == 1, m, k)
+    sc = np.where(df == 2, m, n)
+    t = np.select([df == 0, df == 1], [m, k], n)
+    return sr, sc, t
+
+
+def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
+    """Score every config on every layer; returns arrays of shape [n_configs, n_layers]."""
+    if len(layers) == 0:
+        raise CodesignError("no layers to simulate (the model has no conv or matmul layers)")
+    R = configs.rows[:, None]
+    C = configs.cols[:, None]
+    df = configs.dataflow[:, None]
+    M, N, K = layers.m[None, :], layers.n[None, :], layers.k[None, :]
+    rep = layers.repeat[None, :]
+
+    sr, sc, t = _operand_view(df, M, N, K)
+    rf, cf = _cdiv(sr, R), _cdiv(sc, C)
+    folds = rf * cf
+    os_ = df == 1
+    rows_per_fold = np.where(os_, R + C + t - 2, 2 * R + C + t - 2)
+    demand_rows = folds * rows_per_fold
+    compute_cycles = demand_rows - 1
+
+    # per-fold averages, exactly as SCALE-Sim accumulates them
+    mapping_eff = sr * sc / (R * C * folds)
+    util_cycles = np.where(os_, rows_per_fold, rows_per_fold + C - 1)
+    compute_util = sr * sc * t / (R * C * util_cycles * folds)
+
+    # SRAM request counters (systolic_compute_*.get_*_requests)
+    if_sram = np.select([df == 0, df == 1], [cf * M * K, cf * K * M], K * M)
+    fl_sram = np.select([df == 0, df == 1], [K * N, rf * K * N], cf * N * K)
+    of_demand = np.where(os_, M * N, rf * M * N)          # valid ofmap writes in the demand matrix
+    of_sram = np.where(os_, M * N + folds * (R + C), of_demand)
+
+    # ---- memory system ----
+    words_if = configs.sram_words(configs.ifmap_kb)[:, None]
+    words_fl = configs.sram_words(configs.filter_kb)[:, None]
+    words_of = configs.sram_words(configs.ofmap_kb)[:, None]
+    user = configs.user_bw[:, None]
+    d_if = layers.ifmap_words[None, :]
+    v_if = layers.ifmap_valid[None, :]
+    d_fl = K * N
+    pass_if = np.where(df == 2, 1, cf)
+    pass_fl = np.select([df == 0, df == 1], [1, rf], cf)
+
+    # CALC: ReadBufferEstimateBw; epoch capacity = 50 sets of floor(words/100)
+    e_if, e_fl = words_if // 100, words_fl // 100
+    b_if, b_fl = 50 * e_if, 50 * e_fl
+    calc_if = np.where(d_if < b_if, d_if, pass_if * d_if)
+    calc_fl = np.where(d_fl < b_fl, d_fl, pass_fl * d_fl)
+    first_if = np.select([df == 0, df == 1], [R, 0], R - np.minimum(R, sr))
+    first_fl = np.select([df == 0, df == 1], [R - np.minimum(R, sr), 0], R)
+    start_if = np.where(calc_if < b_if, -_cdiv(_cdiv(calc_if, e_if) * e_if, 10), first_if - _cdiv(b_if, 10))
+    start_fl = np.where(calc_fl < b_fl, -_cdiv(_cdiv(calc_fl, e_fl) * e_fl, 10), first_fl - _cdiv(b_fl, 10))
+
+    # USER: read_buffer with a prefetch (fetch) stream; sets of ceil(words/100)
+    bw_if, bw_fl, bw_of = (x[:, None] for x in (configs.ifmap_bw, configs.filter_bw, configs.ofmap_bw))
+    pre_len_if = np.select([df == 0, df == 1], [rf * M * R, rf * K * R], cf * K * C)   # incl. -1 padding
+    pre_len_fl = np.select([df == 0, df == 1], [cf * K * C, cf * K * C], rf * N * R)
+    user_if, miss_if, late_if = _user_read(words_if, bw_if, v_if, pre_len_if, pass_if, demand_rows)
+    user_fl, miss_fl, late_fl = _user_read(words_fl, bw_fl, d_fl, pre_len_fl, pass_fl, demand_rows)
+    late_of = np.maximum(0, _cdiv(of_demand, bw_of) - demand_rows)
+    stalls = np.where(user, np.maximum(np.maximum(late_if, late_fl), late_of), 0)
+
+    dram_if = np.where(user, user_if, calc_if)
+    dram_fl = np.where(user, user_fl, calc_fl)
+    total = compute_cycles + stalls
+
+    # ofmap drain after the last demand row (write_buffer.empty_all_buffers)
+    of_line = np.where(user, bw_of, C)
+    drain = words_of - _cdiv(words_of, 2)
+    dlines = _cdiv(drain, of_line)
+    n_drains = np.where(of_demand > drain, _cdiv(np.maximum(of_demand - drain, 0), dlines * of_line), 0)
+    left_lines = np.maximum(_cdiv(np.maximum(of_demand - n_drains * dlines * of_line, 0), of_line), 1)
+    of_stop = total + left_lines - 1
+    u_start_if = -_cdiv(np.minimum(_cdiv(words_if, 2), pre_len_if), bw_if) + 1
+    u_start_fl = -_cdiv(np.minimum(_cdiv(words_fl, 2), pre_len_fl), bw_fl) + 1
+    start = np.where(user, np.minimum(u_start_if, u_start_fl), np.minimum(start_if, start_fl))
+    incl = of_stop - start
+
+    overall_util = 100.0 * M * N * K / (total * R * C)
+    return SystolicResult(
+        layer_names=list(layers.names), configs=configs,
+        total_cycles=total * rep, total_cycles_incl_prefetch=incl * rep, stall_cycles=stalls * rep,
+        compute_cycles=compute_cycles * rep, overall_util_pct=overall_util, mapping_efficiency_pct=100.0 * mapping_eff,
+        compute_util_pct=100.0 * compute_util, folds=folds * rep, macs=np.broadcast_to(M * N * K * rep, total.shape),
+        ifmap_sram_reads=if_sram * rep, filter_sram_reads=fl_sram * rep, ofmap_sram_writes=of_sram * rep,
+        ifmap_dram_reads=dram_if * rep, filter_dram_reads=dram_fl * rep, ofmap_dram_writes=of_demand * rep,
+    )
+
+
+def _user_read(words, bw, valid, pre_len, passes, demand_rows):
+    """USER-bandwidth read buffer: (DRAM words read, refills, lateness of the worst refill).
+
+    The fetch stream (the prefetch matrix, ``valid`` real words, ``pre_len`` slots incl. -1)
+    is cut into sets of ceil(words/100); half the buffer is filled before cycle 0, and each
+    miss refills the other half: ceil(half/bw) DRAM lines + 1 cycle, chained back to back from
+    cycle 1.  The demand walks the stream ``passes`` times; a refill k is due when the demand
+    reaches its first word, taken as proportional progress through the demand rows.
+    """
+    e = _cdiv(words, 100)
+    active = _cdiv(words, 2)
+    prefetch = words - active
+    n_sets = _cdiv(valid, e)
+    act_sets = np.minimum(n_sets, _cdiv(active, e))
+    pf_sets = np.maximum(np.minimum(n_sets - act_sets, _cdiv(prefetch, e)), 1)
+    fits = n_sets <= act_sets
+    walk = passes * valid
+    misses = np.where(fits, 0, _cdiv(np.maximum(walk - act_sets * e, 0), pf_sets * e))
+    lines_pf = _cdiv(prefetch, bw)
+    init_lines = np.minimum(_cdiv(active, bw), _cdiv(pre_len, bw))
+    reads = init_lines * bw + misses * lines_pf * bw
+    c = lines_pf + 1
+    pos1 = act_sets * e
+    posn = act_sets * e + (np.maximum(misses, 1) - 1) * pf_sets * e
+    row1 = demand_rows * pos1 // np.maximum(walk, 1)
+    rown = demand_rows * posn // np.maximum(walk, 1)
+    late = np.maximum(1 + c - row1, 1 + misses * c - rown)
+    late = np.where(misses > 0, np.maximum(late, 0), 0)
+    return reads, misses, late
