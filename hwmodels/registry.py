@@ -1,0 +1,25 @@
+"""Cost models by name (timm-style registry), imported lazily so that heavy backends
+(onnxruntime profiling, TVM) load only when asked for."""
+from __future__ import annotations
+
+import importlib
+
+from codesign.errors import CodesignError
+
+# name -> "module:factory"; the factory returns an object with .name and .estimate(...)
+_MODELS = {
+    "roofline": "hwmodels.roofline:RooflineModel",
+    "measured": "hwmodels.measured:MeasuredModel",
+    "systolic": "hwmodels.systolic_cost:SystolicCostModel",
+}
+
+
+def list_cost_models() -> list[str]:
+    return list(_MODELS)
+
+
+def get_cost_model(name: str, **options):
+    if name not in _MODELS:
+        raise CodesignError(f"unknown cost model {name!r}; choose one of {', '.join(_MODELS)}")
+    module, attr = _MODELS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(**options)
