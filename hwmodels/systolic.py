@@ -423,3 +423,34 @@ def _user_read(words, bw, valid, pre_len, passes, demand_rows):
     late = np.maximum(1 + c - row1, 1 + misses * c - rown)
     late = np.where(misses > 0, np.maximum(late, 0), 0)
     return reads, misses, late
+
+
+def layers_from_workload(workload) -> SystolicLayers:
+    """Conv and matmul layers of a ``codesign.workload.Workload`` in SCALE-Sim's terms.
+
+    conv: ifmap = padded input (SCALE-Sim does not pad), channels c/groups, filters k/groups,
+    the ``groups`` convs run one after another (``repeat``), batch n multiplies the ofmap
+    pixels.  Dilated kernels use the effective extent (r-1)*d+1, which overstates MACs (the
+    array streams the holes as zeros).  GEMM: SCALE-Sim's M, N, K form, ``batch`` repeats.
+    Layers with neither (pool, elementwise, ...) do not run on the array and are skipped.
+    """
+    rows, notes = [], []
+    for layer in workload.layers():
+        if layer.conv is not None:
+            cv = layer.conv
+            rh = (cv.r - 1) * cv.dilation_h + 1
+            rw = (cv.s - 1) * cv.dilation_w + 1
+            if cv.dilation_h > 1 or cv.dilation_w > 1:
+                notes.append(f"{layer.name}: dilated kernel mapped as a dense {rh}x{rw} window "
+                             f"({rh * rw / (cv.r * cv.s):.2f}x the real MACs)")
+            rows.append((layer.name, cv.h + cv.pad_top + cv.pad_bottom, cv.w + cv.pad_left + cv.pad_right,
+                         rh, rw, max(1, cv.c // cv.groups), max(1, cv.k // cv.groups),
+                         cv.stride_h, cv.stride_w, cv.n, cv.groups))
+        elif layer.gemm is not None:
+            g = layer.gemm
+            rows.append((layer.name, g.m, g.k, 1, g.k, 1, g.n, 1, 1, 1, g.batch))
+    if not rows:
+        raise CodesignError(f"workload {workload.name!r} has no conv or matmul layers to run on the array")
+    out = SystolicLayers.from_rows(rows)
+    out.notes = notes
+    return out
