@@ -259,3 +259,14 @@ def quant_params(qmodel: nn.Module) -> dict[str, dict[str, float | int]]:
             out[name] = {"w_bits": m.w_bits, "a_bits": m.a_bits, "a_scale": float(m.a_scale),
                          "a_zero_point": float(m.a_zero_point)}
     return out
+
+
+_PRECISION_BITS = {"int2": 2, "int4": 4, "int8": 8, "int16": 16, "fp16": 32, "bf16": 32, "fp32": 32}
+
+
+def supported_bits(target_name_or_path: str) -> list[int]:
+    """Bit-widths a target runs, from its ``peak_gmacs`` precisions (any float precision counts as 32 = fp)."""
+    from codesign.targets import load_target
+
+    target = load_target(target_name_or_path)
+    return sorted({_PRECISION_BITS[p] for p in target.precisions if p in _PRECISION_BITS})

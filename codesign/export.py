@@ -1,0 +1,47 @@
+"""torch -> ONNX, so that any model from any space reaches the cost models through the ONNX frontend.
+
+Uses the TorchScript exporter (``dynamo=False``, opset 17): it writes one self-contained file,
+where the dynamo exporter writes weights to a side ``.onnx.data`` file.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from codesign.errors import CodesignError
+
+OPSET = 17
+
+
+def export_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path, space_name: str = "model",
+                check: bool = True) -> Path:
+    """Export ``module`` (eval mode, batch dimension dynamic) to ``path``; failures -> one-line CodesignError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = copy.deepcopy(module).eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example_input,), str(path), dynamo=False, opset_version=OPSET,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        if check:
+            import onnx
+
+            onnx.checker.check_model(onnx.load(str(path)))
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CodesignError(f"model from space {space_name} failed to export: {type(exc).__name__}: {msg}") from None
+    return path
+
+
+def example_input(module: nn.Module, in_channels: int, resolution: int | None = None) -> torch.Tensor:
+    """A one-image input at the model's own resolution (``input_resolution``) or ``resolution``."""
+    r = getattr(module, "input_resolution", None) or resolution
+    if r is None:
+        raise CodesignError("cannot tell the model's input resolution: pass resolution=")
+    return torch.zeros(1, in_channels, int(r), int(r))
