@@ -371,15 +371,13 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
     dram_fl = np.where(user, user_fl, calc_fl)
     total = compute_cycles + stalls
 
-    # ofmap drain after the last demand row (write_buffer.empty_all_buffers)
-    of_line = np.where(user, bw_of, C)
-    drain = words_of - _cdiv(words_of, 2)
-    dlines = _cdiv(drain, of_line)
-    n_drains = np.where(of_demand > drain, _cdiv(np.maximum(of_demand - drain, 0), dlines * of_line), 0)
-    left_lines = np.maximum(_cdiv(np.maximum(of_demand - n_drains * dlines * of_line, 0), of_line), 1)
-    of_stop = total + left_lines - 1
-    u_start_if = -_cdiv(np.minimum(_cdiv(words_if, 2), pre_len_if), bw_if) + 1
-    u_start_fl = -_cdiv(np.minimum(_cdiv(words_fl, 2), pre_len_fl), bw_fl) + 1
+    # ofmap SRAM (write_buffer): drains of ceil(d/b) lines when more than d = words - ceil(words/2)
+    # are held, then empty_all_buffers from the last demand cycle, one line per cycle.
+    of_b = np.where(user, bw_of, C)
+    of_stop, dram_of = _ofmap_drains(words_of, of_b, of_demand, total,
+                                     lambda n: _ofmap_write_row(n, df, R, C, sr, sc, t, rf, cf, rows_per_fold))
+    u_start_if = -np.minimum(_cdiv(_cdiv(words_if, 2), bw_if), _cdiv(pre_len_if, bw_if))
+    u_start_fl = -np.minimum(_cdiv(_cdiv(words_fl, 2), bw_fl), _cdiv(pre_len_fl, bw_fl))
     start = np.where(user, np.minimum(u_start_if, u_start_fl), np.minimum(start_if, start_fl))
     incl = of_stop - start
 
@@ -390,8 +388,68 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
         compute_cycles=compute_cycles * rep, overall_util_pct=overall_util, mapping_efficiency_pct=100.0 * mapping_eff,
         compute_util_pct=100.0 * compute_util, folds=folds * rep, macs=np.broadcast_to(M * N * K * rep, total.shape),
         ifmap_sram_reads=if_sram * rep, filter_sram_reads=fl_sram * rep, ofmap_sram_writes=of_sram * rep,
-        ifmap_dram_reads=dram_if * rep, filter_dram_reads=dram_fl * rep, ofmap_dram_writes=of_demand * rep,
+        ifmap_dram_reads=dram_if * rep, filter_dram_reads=dram_fl * rep, ofmap_dram_writes=dram_of * rep,
     )
+
+
+def _ofmap_drains(words, b, w, total, write_row):
+    """(last DRAM write cycle, DRAM words written) of SCALE-Sim's write_buffer.
+
+    A drain fires at the write that makes the held count exceed d and moves L = ceil(d/b)
+    lines, one per cycle from that write's cycle.  If b divides d the first drain leaves a
+    one-word line that later drains count as b words (SCALE-Sim's -1 correction only looks at
+    the last line): drains every d writes, b - 1 extra words.  Otherwise each drain empties
+    exactly d + 1 words.  What is left drains from the last demand cycle on.
+    """
+    d = words - _cdiv(words, 2)
+    L = _cdiv(d, b)
+    exact = (d % b) == 0
+    n_d = np.where(exact, np.where(w > d, (w - 1) // d, 0), w // (d + 1))
+    rem = np.where(exact, w - 1 - n_d * d, w - n_d * (d + 1))
+    left = np.where(exact & (n_d > 0), 1 + _cdiv(rem, b), _cdiv(rem, b))
+    stop = total + np.maximum(left, 1) - 1
+    last_write = np.where(exact, 1 + n_d * d, n_d * (d + 1))
+    mid_end = write_row(np.maximum(last_write, 1)) + L - 1
+    stop = np.where(n_d > 0, np.maximum(stop, mid_end), stop)
+    written = np.where(exact & (n_d > 0), w + b - 1, w)
+    return stop, written
+
+
+def _skew_row(q, h, w):
+    """Row (0-based) of the q-th (1-based) element written when an h x w block is skewed
+    (element (i, c) at row i + c) and read row by row."""
+    a, b = np.minimum(h, w), np.maximum(h, w)
+    ramp = a * (a + 1) // 2
+    full = h * w
+    # ramp up: (i+1)(i+2)/2 >= q
+    i_up = np.ceil((-3 + np.sqrt(1 + 8 * q)) / 2).astype(np.int64)
+    # plateau: ramp + (i - a + 1) * a >= q
+    i_mid = a - 1 + _cdiv(np.maximum(q - ramp, 0), a)
+    # ramp down: full - (a+b-2-i)(a+b-1-i)/2 >= q  <=>  m(m+1)/2 <= full - q with m = a+b-2-i
+    m = np.floor((-1 + np.sqrt(1 + 8 * np.maximum(full - q, 0))) / 2).astype(np.int64)
+    i_down = a + b - 2 - m
+    return np.where(q <= ramp, i_up, np.where(q <= ramp + (b - a) * a, i_mid, i_down))
+
+
+def _ofmap_write_row(n, df, R, C, sr, sc, t, rf, cf, F):
+    """Demand row of the n-th (1-based) valid ofmap write, folds in SCALE-Sim's order."""
+    n0 = n - 1
+    os_ = df == 1
+    # ws / is: fold (fc, fr) writes a T x cu block (cu = cols of Sc in col fold fc)
+    per_fc = np.where(os_, sr * C, rf * t * C)
+    fc = np.minimum(n0 // per_fc, cf - 1)
+    cu = np.where(fc == cf - 1, sc - (cf - 1) * C, C)
+    q = n0 - fc * per_fc
+    blk_ws = t * cu
+    fr_ws = np.minimum(q // blk_ws, rf - 1)
+    q_ws = q - fr_ws * blk_ws
+    row_ws = (fc * rf + fr_ws) * F + 2 * R - 1 + _skew_row(q_ws + 1, t, cu)
+    # os: fold (fc, fr) writes an ru x cu block, flipped below row_delta idle rows
+    fr_os = np.minimum(q // (R * cu), rf - 1)
+    ru = np.where(fr_os == rf - 1, sr - (rf - 1) * R, R)
+    q_os = q - fr_os * R * cu
+    row_os = (fc * rf + fr_os) * F + t - 1 + (R - ru) + _skew_row(q_os + 1, ru, cu)
+    return np.where(os_, row_os, row_ws)
 
 
 def _user_read(words, bw, valid, pre_len, passes, demand_rows):
