@@ -5,7 +5,11 @@ where the dynamo exporter writes weights to a side ``.onnx.data`` file.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,7 +28,7 @@ def export_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path
     path.parent.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(module).eval()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_fds():
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (example_input,), str(path), dynamo=False, opset_version=OPSET,
                               input_names=["input"], output_names=["logits"],
@@ -37,6 +41,27 @@ def export_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CodesignError(f"model from space {space_name} failed to export: {type(exc).__name__}: {msg}") from None
     return path
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """Silence file descriptors 1 and 2: on failure the exporter logs its whole IR graph from C++."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy_fd in zip((1, 2), saved):
+                os.dup2(copy_fd, fd)
+                os.close(copy_fd)
 
 
 def example_input(module: nn.Module, in_channels: int, resolution: int | None = None) -> torch.Tensor:

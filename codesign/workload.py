@@ -151,7 +151,6 @@ class Workload:
         inputs) until its last consumer has run.
         """
         layers = self.layers()
-        position = {l.name: i for i, l in enumerate(layers)}
         size: dict[str, int] = {}
         born: dict[str, int] = {}
         dies: dict[str, int] = {}
@@ -169,11 +168,14 @@ class Workload:
         last = len(layers) - 1
         for t in self.graph_outputs:
             dies[t] = last
-        peak = 0
-        for i in range(len(layers)):
-            live = sum(size[t] for t in born if born[t] <= i <= dies.get(t, born[t]))
+        delta = [0] * (len(layers) + 1)   # sweep: +size when born, -size after the last use
+        for t, b in born.items():
+            delta[b] += size[t]
+            delta[dies.get(t, b) + 1] -= size[t]
+        peak = live = 0
+        for d in delta[:-1]:
+            live += d
             peak = max(peak, live)
-        del position
         return peak
 
 

@@ -183,7 +183,7 @@ def _layer(call, out, args, static, param_owner, layer_name) -> Layer:
         shape, dt = _tensor_type(c)
         if shape is not None and dt and dt.startswith(("float", "bfloat")) and id(c) not in param_owner \
                 and getattr(c, "name", None) not in param_owner:
-            param_owner[id(c)] = layer_name
+            param_owner[id(c)] = (layer_name, c)   # keep c alive so its id is never reused
             if hasattr(c, "name") and not _is_constant(c):
                 param_owner[c.name] = layer_name
             params += numel(shape)

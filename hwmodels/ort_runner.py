@@ -1,0 +1,119 @@
+"""Whole-network latency measured with onnxruntime (the ground truth the cost models are judged by).
+
+``measure_onnx_latency_ms(path)`` creates a CPU session with the settings the ``host`` target
+models (1 intra-op thread, ORT_ENABLE_ALL, sequential execution), feeds random inputs of the
+model's static shapes, warms up, then times ``repeats`` calls of ``session.run`` and returns
+the median with outliers (beyond 3 MADs) rejected.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from codesign.errors import CodesignError
+
+DEFAULT_THREADS = 1
+DEFAULT_OPT_LEVEL = "all"
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_NP_OF = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+          "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def session_options(threads: int = DEFAULT_THREADS, opt_level: str = DEFAULT_OPT_LEVEL,
+                    profile_prefix: str | None = None, optimized_path: str | None = None):
+    import onnxruntime as ort
+
+    if opt_level not in _OPT_LEVELS:
+        raise CodesignError(f"unknown onnxruntime optimization level {opt_level!r}; use one of {', '.join(_OPT_LEVELS)}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[opt_level])
+    so.log_severity_level = 3
+    if threads == 1:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
+    return so
+
+
+def make_session(model, threads: int = DEFAULT_THREADS, opt_level: str = DEFAULT_OPT_LEVEL, **kw):
+    """``model``: a path or serialized bytes."""
+    import onnxruntime as ort
+
+    src = str(model) if isinstance(model, (str, Path)) else model
+    try:
+        return ort.InferenceSession(src, session_options(threads, opt_level, **kw), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CodesignError(f"onnxruntime cannot load {model if isinstance(model, (str, Path)) else 'the model'}: {first[:300]}") from None
+
+
+def random_feeds(session, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+        dt = _NP_OF.get(i.type, np.float32)
+        if np.issubdtype(dt, np.floating):
+            feeds[i.name] = rng.standard_normal(shape).astype(dt)
+        else:
+            feeds[i.name] = np.zeros(shape, dtype=dt)
+    return feeds
+
+
+def robust_median(samples) -> tuple[float, float, int]:
+    """Median after rejecting points more than 3 MADs from the median: (median, mad, kept)."""
+    x = np.asarray(samples, dtype=float)
+    if x.size == 0:
+        return float("nan"), float("nan"), 0
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med))) or 1e-12
+    kept = x[np.abs(x - med) <= 3 * 1.4826 * mad]
+    if kept.size == 0:
+        kept = x
+    return float(np.median(kept)), float(np.median(np.abs(kept - np.median(kept)))), int(kept.size)
+
+
+def time_session(session, feeds, repeats: int, warmup: int, min_time_s: float = 0.0,
+                 max_time_s: float = 10.0) -> list[float]:
+    """Seconds per ``run`` call: ``warmup`` untimed calls, then at least ``repeats`` timed calls
+    (more, up to ``max_time_s``, until ``min_time_s`` has been spent)."""
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+        spent = time.perf_counter() - start
+        if (len(times) >= repeats and spent >= min_time_s) or spent >= max_time_s:
+            break
+    return times
+
+
+def measure_onnx_latency_ms(path, threads: int = DEFAULT_THREADS, repeats: int = 50, warmup: int = 10,
+                            opt_level: str = DEFAULT_OPT_LEVEL, min_time_s: float = 0.3,
+                            max_time_s: float = 20.0) -> dict:
+    """Measure one whole-network inference with onnxruntime on this machine.
+
+    Returns ``{"median_ms", "mean_ms", "min_ms", "mad_ms", "repeats", "kept", "threads",
+    "opt_level", "samples_ms"}``; the median is taken after 3-MAD outlier rejection.
+    """
+    sess = make_session(path, threads, opt_level)
+    feeds = random_feeds(sess)
+    times = time_session(sess, feeds, repeats, warmup, min_time_s, max_time_s)
+    ms = [t * 1e3 for t in times]
+    med, mad, kept = robust_median(ms)
+    return {"median_ms": med, "mean_ms": float(np.mean(ms)), "min_ms": float(np.min(ms)), "mad_ms": mad,
+            "repeats": len(ms), "kept": kept, "threads": threads, "opt_level": opt_level,
+            "execution_mode": "sequential", "samples_ms": ms}
