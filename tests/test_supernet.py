@@ -13,13 +13,14 @@ from codesign.spaces import get_space
 from codesign.supernet import (TrainConfig, accuracy, checkpoint_key, extract, finetune, load_checkpoint,
                                save_checkpoint, train_module, train_or_load, train_supernet)
 
-TINY = dict(stem_channels=8, stage_channels=(8, 16, 16), depths=(1, 2), widths=(0.5, 1.0), kernels=(3, 5))
+# small enough to train in ~15 s on one core, large enough that every sub-network learns digits
+TINY = dict(stem_channels=16, stage_channels=(16, 24, 32), depths=(1, 2), widths=(0.5, 1.0), kernels=(3, 5))
 CFG = TrainConfig(epochs=8, n_random=1, lr=5e-3, seed=0)
 
 
 @pytest.fixture(scope="module")
 def splits():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     return load_splits("digits", seed=0)
 
 
@@ -34,9 +35,9 @@ def test_subnets_extracted_from_the_supernet_are_accurate(trained, splits):
     accs = {name: accuracy(extract(net, arch, splits), splits.test)
             for name, arch in [("largest", space.largest()), ("smallest", space.smallest()),
                                ("random", space.sample(5))]}
-    assert accs["largest"] > 0.85, accs
-    assert accs["smallest"] > 0.70, accs
-    assert accs["random"] > 0.75, accs
+    assert accs["largest"] > 0.93, accs
+    assert accs["smallest"] > 0.85, accs
+    assert accs["random"] > 0.88, accs
 
 
 def test_bn_recalibration_matters(trained, splits):
@@ -53,8 +54,8 @@ def test_gap_to_training_alone_is_small(trained, splits):
     shared = accuracy(extract(net, arch, splits), splits.test)
     alone = train_module(space.build(arch, 10, 1, 8, seed=0), splits, TrainConfig(epochs=CFG.epochs, lr=5e-3))
     alone_acc = accuracy(alone, splits.test)
-    assert alone_acc > 0.8
-    assert shared > alone_acc - 0.10, (shared, alone_acc)
+    assert alone_acc > 0.85
+    assert shared > alone_acc - 0.06, (shared, alone_acc)
 
 
 def test_finetune_keeps_or_improves(trained, splits):
