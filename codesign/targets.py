@@ -125,6 +125,7 @@ class Target(_Strict):
     description: str
     sources: list[str] = Field(min_length=1, description="where the figures come from")
     clock_mhz: float = Field(gt=0)
+    process_nm: float | None = Field(default=None, gt=0, description="the device's node; energies quoted at another node are scaled")
     threads: int = Field(default=1, ge=1, description="cores/threads the figures assume")
     peak_gmacs: dict[str, float] = Field(description="peak multiply-accumulates per second (1e9) per precision")
     efficiency: dict[str, float] = Field(default_factory=dict, description="fraction of peak reached per op class")

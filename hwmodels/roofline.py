@@ -3,18 +3,19 @@
 Per layer:  time = max(compute time, traffic at each memory level / its bandwidth) + overhead,
 and the term that wins is reported as the layer's bound.
 
-- Compute time: MACs at the compute precision's peak x the op class's efficiency; other
-  arithmetic (elementwise, pooling, softmax) at the same vector rate.
+- Compute time: MACs (and other arithmetic) at the compute precision's peak x the op class's
+  efficiency (depthwise convs, pooling and elementwise ops do not reach peak).
 - Traffic ("what fits decides the bytes"): every operand passes through the innermost level;
-  an operand reaches level i from level i+1 only when it does not fit in level i.  Weights are
-  read from main memory once per inference unless the target keeps them on chip; activations
-  go to main memory only when they do not fit in the largest on-chip level.
+  an activation reaches level i from further out only when it does not fit in any level
+  inside i.  Weights stream from main memory unless all of them fit on chip (then they stay
+  resident across inferences).
 - Energy: MACs x per-MAC energy at the operand widths + bytes x per-byte energy at each level
-  + other ops + static power x latency.
+  + other ops + static power x latency, dynamic energies scaled to the device's process node.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from codesign.targets import Target
 from codesign.workload import Layer, Workload
@@ -34,113 +35,139 @@ def default_bits(target: Target) -> LayerBits:
     return LayerBits(widest, widest)
 
 
+def node_scale(target: Target) -> float:
+    """First-order dynamic-energy scaling from the node the figures are quoted at to the
+    device's node (energy ~ C V^2, C ~ feature size; Stillmaker & Baas 2017 give finer fits)."""
+    quoted, device = target.energy.process_nm, target.process_nm
+    return device / quoted if quoted and device else 1.0
+
+
 def mac_energy_pj(target: Target, bits: LayerBits, precision: str) -> float:
     """Per-MAC energy for w-bit x a-bit operands.
 
-    A multiplier's energy grows with the product of its operand widths, and the target's
-    ``mac_pj`` table is quoted for equal widths (e(b) ~ b^2), so mixed widths take the
-    geometric mean sqrt(e(w) * e(a)) ~ w * a.  Widths the table lacks use the compute
-    precision's figure.
+    A multiplier's energy grows with the product of its operand widths, and ``mac_pj`` is
+    quoted for equal widths (e(b) ~ b^2), so mixed widths take the geometric mean
+    sqrt(e(w) e(a)) ~ w a.  Widths the table lacks use the compute precision's figure.
     """
     table = target.energy.mac_pj
+    fallback = table.get(precision, max(table.values()))
     if precision.startswith(("fp", "bf")):
-        return table.get(precision, max(table.values()))
-    w_p = _int_precision(bits.weight)
-    a_p = _int_precision(bits.activation)
+        return fallback
+    w_p, a_p = _int_precision(bits.weight), _int_precision(bits.activation)
     if w_p in table and a_p in table:
         return math.sqrt(table[w_p] * table[a_p])
-    return table.get(precision, max(table.values()))
+    return fallback
 
 
 def _int_precision(b: int) -> str:
     return {2: "int2", 4: "int4", 8: "int8", 16: "int16"}.get(b, "fp32")
 
 
+@dataclass
+class LayerTerms:
+    """What the roofline needs of one layer, before any rate is applied (calibration reuses it)."""
+
+    layer: Layer
+    precision: str
+    work: float                  # MACs + other ops
+    peak_macs_s: float           # peak rate at the compute precision
+    traffic: list[float]         # bytes crossing each memory level, innermost first
+    weight_bytes: int
+    act_bytes: int
+    free: bool                   # a view: no kernel, no time
+
+
+def layer_terms(layer: Layer, target: Target, bits: LayerBits, weights_resident: bool) -> LayerTerms:
+    precision = compute_precision(bits, target.precisions)
+    w_bytes = _weight_bytes(layer, bits)
+    in_bytes = _act_bytes(layer.input_bytes, layer.dtype_bytes, bits.activation)
+    out_bytes = _act_bytes(layer.output_bytes, layer.dtype_bytes, bits.activation)
+    peak = target.peak_gmacs.get(precision, max(target.peak_gmacs.values())) * 1e9
+    traffic = []
+    inner_capacity = 0.0
+    last = len(target.memory) - 1
+    for i, level in enumerate(target.memory):
+        t = 0.0
+        for nbytes, is_weight in ((w_bytes, True), (in_bytes, False), (out_bytes, False)):
+            if i == 0:
+                t += nbytes            # everything streams through the innermost level
+            elif is_weight:
+                if not weights_resident or (i != last and nbytes > inner_capacity):
+                    t += nbytes        # streamed from main memory (or from the level holding them)
+            elif nbytes > inner_capacity:
+                t += nbytes            # did not fit in any level inside this one
+        traffic.append(t)
+        inner_capacity = max(inner_capacity, level.size_bytes)
+    return LayerTerms(layer, precision, float(layer.macs + layer.ops), peak, traffic, w_bytes,
+                      in_bytes + out_bytes, layer.op in FREE_OPS)
+
+
+def weights_resident(target: Target, total_weight_bytes: float) -> bool:
+    """Weights stay on chip across inferences when they fit in half the largest on-chip level."""
+    largest = max((m.size_bytes for m in target.on_chip), default=0.0)
+    return total_weight_bytes <= 0.5 * largest
+
+
 class RooflineModel:
     name = "roofline"
 
     def __init__(self, weights_on_chip: bool | None = None):
-        # None: decide per target (weights stay on chip only if they all fit in the largest level)
-        self.weights_on_chip = weights_on_chip
+        self.weights_on_chip = weights_on_chip   # None: decide from the target's sizes
+
+    def terms(self, workload: Workload, target: Target, bits: BitAssignment | None = None) -> list[LayerTerms]:
+        bits = bits or BitAssignment(default_bits(target))
+        layers = workload.layers()
+        total_w = sum(_weight_bytes(l, bits.for_layer(l.name)) for l in layers)
+        resident = self.weights_on_chip if self.weights_on_chip is not None else weights_resident(target, total_w)
+        return [layer_terms(l, target, bits.for_layer(l.name), resident) for l in layers]
 
     def estimate(self, workload: Workload, target: Target, bits: BitAssignment | None = None) -> NetworkCost:
         bits = bits or BitAssignment(default_bits(target))
-        layers = workload.layers()
-        total_weight_bytes = sum(_weight_bytes(l, bits.for_layer(l.name)) for l in layers)
-        on_chip = target.on_chip
-        largest_on_chip = max((m.size_bytes for m in on_chip), default=0.0)
-        resident = self.weights_on_chip
-        if resident is None:
-            resident = bool(on_chip) and total_weight_bytes <= 0.5 * largest_on_chip
-        costs = [self._layer(l, target, bits.for_layer(l.name), resident) for l in layers]
+        terms = self.terms(workload, target, bits)
+        costs = [self._layer_cost(t, target, bits.for_layer(t.layer.name)) for t in terms]
         latency = sum(c.latency_s for c in costs) + target.overheads.per_network_us * 1e-6
-        static = target.energy.static_power_w * latency
-        energy = sum(c.energy_j for c in costs) + static
+        energy = sum(c.energy_j for c in costs) + target.energy.static_power_w * latency
         notes = []
-        fallback = {c.precision for c, l in zip(costs, layers)
-                    if l.macs and precision_bits(c.precision) > bits.for_layer(l.name).widest
-                    and bits.for_layer(l.name).widest < 32}
+        fallback = sorted({t.precision for t in terms if t.layer.macs and
+                           bits.for_layer(t.layer.name).widest < precision_bits(t.precision)})
         if fallback:
-            notes.append(f"{target.name} has no native {bits.default.widest}-bit compute; ran at {', '.join(sorted(fallback))}")
-        peak_act = workload.peak_activation_bytes()
-        act_scale = bits.default.activation / 32.0
-        notes += fit_notes(target, total_weight_bytes, peak_act * act_scale)
+            notes.append(f"{target.name} has no native {bits.default.widest}-bit compute for some layers; "
+                         f"they ran at {', '.join(fallback)}")
+        total_w = sum(t.weight_bytes for t in terms)
+        peak_act = workload.peak_activation_bytes() * min(bits.default.activation / 32.0, 1.0)
+        notes += fit_notes(target, total_w, peak_act)
         return NetworkCost(
             model=workload.name, target=target.name, cost_model=self.name, layers=costs,
             latency_s=latency, energy_j=energy, macs=workload.macs, params=workload.params,
-            peak_memory_bytes=int(total_weight_bytes + peak_act * act_scale),
-            not_modelled=workload.not_modelled, notes=notes,
+            peak_memory_bytes=int(total_w + peak_act), not_modelled=workload.not_modelled, notes=notes,
         )
 
-    def _layer(self, layer: Layer, target: Target, bits: LayerBits, weights_resident: bool) -> LayerCost:
-        precision = compute_precision(bits, target.precisions) if (layer.macs or layer.ops) else "fp32"
-        w_bytes = _weight_bytes(layer, bits)
-        in_bytes = _act_bytes(layer.input_bytes, layer.dtype_bytes, bits.activation)
-        out_bytes = _act_bytes(layer.output_bytes, layer.dtype_bytes, bits.activation)
-        if layer.op in FREE_OPS:
-            return LayerCost(layer.name, layer.op, layer.op_class, layer.macs, w_bytes, in_bytes + out_bytes,
-                             0.0, 0.0, "free", 0.0, precision, 0.0)
-        peak = target.peak_gmacs.get(precision, max(target.peak_gmacs.values())) * 1e9
+    @staticmethod
+    def _layer_cost(t: LayerTerms, target: Target, bits: LayerBits) -> LayerCost:
+        layer = t.layer
+        if t.free:
+            return LayerCost(layer.name, layer.op, layer.op_class, layer.macs, t.weight_bytes, t.act_bytes,
+                             0.0, 0.0, "free", 0.0, t.precision, 0.0)
         eff = target.efficiency.get(layer.op_class, 1.0)
-        compute_s = (layer.macs + layer.ops) / (peak * eff) if (layer.macs or layer.ops) else 0.0
-        # bytes that cross each level: operands larger than every level inside it pass through it
-        operands = [(w_bytes, True), (in_bytes, False), (out_bytes, False)]
-        terms = {"compute": compute_s}
-        energy = 0.0
-        dram_bytes = 0.0
-        inner_capacity = 0.0
-        for i, level in enumerate(target.memory):
-            is_main = i == len(target.memory) - 1
-            traffic = 0.0
-            for nbytes, is_weight in operands:
-                if i == 0:
-                    traffic += nbytes          # everything streams through the innermost level
-                elif is_weight and not weights_resident:
-                    traffic += nbytes          # streamed from main memory through every level
-                elif is_weight and is_main:
-                    pass                       # resident on chip: no main-memory traffic
-                elif nbytes > inner_capacity:
-                    traffic += nbytes          # did not fit in any level inside this one
-            if is_main:
-                dram_bytes = traffic
-            terms[level.name] = traffic / (level.bandwidth_gbs * 1e9)
-            energy += traffic * level.energy_pj_per_byte * 1e-12
-            inner_capacity = max(inner_capacity, level.size_bytes)
-        bound = max(terms, key=terms.get)
-        overhead_s = target.overheads.per_layer_us * 1e-6
-        latency = terms[bound] + overhead_s
-        if overhead_s > terms[bound]:
+        times = {"compute": t.work / (t.peak_macs_s * eff)}
+        for level, nbytes in zip(target.memory, t.traffic):
+            times[level.name] = nbytes / (level.bandwidth_gbs * 1e9)
+        bound = max(times, key=times.get)
+        overhead = target.overheads.per_layer_us * 1e-6
+        latency = times[bound] + overhead
+        if overhead > times[bound]:
             bound = "overhead"
-        energy += layer.macs * mac_energy_pj(target, bits, precision) * 1e-12
-        energy += layer.ops * target.energy.elementwise_op_pj * 1e-12
-        util = layer.macs / latency / peak if latency > 0 and layer.macs else 0.0
-        return LayerCost(layer.name, layer.op, layer.op_class, layer.macs, w_bytes, in_bytes + out_bytes,
-                         latency, energy, bound, dram_bytes, precision, util,
-                         extra={"terms_ms": {k: v * 1e3 for k, v in terms.items()}})
+        scale = node_scale(target)
+        energy = sum(nbytes * lvl.energy_pj_per_byte for lvl, nbytes in zip(target.memory, t.traffic))
+        energy += layer.macs * mac_energy_pj(target, bits, t.precision) + layer.ops * target.energy.elementwise_op_pj
+        util = layer.macs / latency / t.peak_macs_s if layer.macs else 0.0
+        return LayerCost(layer.name, layer.op, layer.op_class, layer.macs, t.weight_bytes, t.act_bytes,
+                         latency, energy * scale * 1e-12, bound, t.traffic[-1], t.precision, util,
+                         extra={"terms_ms": {k: v * 1e3 for k, v in times.items()}})
 
 
 def _weight_bytes(layer: Layer, bits: LayerBits) -> int:
-    # parameters stored at the weight width; 32 means the model's own float width
+    """Parameters stored at the weight width; 32 means the model's own float width."""
     if bits.weight >= 32:
         return layer.weight_bytes
     return math.ceil(layer.params * bits.weight / 8)
@@ -164,5 +191,6 @@ def fit_notes(target: Target, weight_bytes: float, activation_bytes: float) -> l
             notes.append(f"does not fit: peak activations {activation_bytes / 1024:.0f} KB > on-chip SRAM {sram / 1024:.0f} KB")
     main = target.main_memory.size_bytes
     if weight_bytes + activation_bytes > main:
-        notes.append(f"does not fit: {(weight_bytes + activation_bytes) / 2**20:.0f} MiB > {target.main_memory.name} {main / 2**20:.0f} MiB")
+        notes.append(f"does not fit: {(weight_bytes + activation_bytes) / 2**20:.0f} MiB > "
+                     f"{target.main_memory.name} {main / 2**20:.0f} MiB")
     return notes
