@@ -351,7 +351,7 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
     # CALC: ReadBufferEstimateBw; epoch capacity = 50 sets of floor(words/100)
     e_if, e_fl = words_if // 100, words_fl // 100
     b_if, b_fl = 50 * e_if, 50 * e_fl
-    calc_if = np.where(d_if < b_if, d_if, pass_if * d_if)
+    calc_if = np.where(d_if < b_if, d_if, _spilled_ifmap_reads(layers, df, R, C, cf, rf, v_if, d_if))
     calc_fl = np.where(d_fl < b_fl, d_fl, pass_fl * d_fl)
     first_if = np.select([df == 0, df == 1], [R, 0], R - np.minimum(R, sr))
     first_fl = np.select([df == 0, df == 1], [R - np.minimum(R, sr), 0], R)
@@ -390,6 +390,39 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
         ifmap_sram_reads=if_sram * rep, filter_sram_reads=fl_sram * rep, ofmap_sram_writes=of_sram * rep,
         ifmap_dram_reads=dram_if * rep, filter_dram_reads=dram_fl * rep, ofmap_dram_writes=dram_of * rep,
     )
+
+
+def _spilled_ifmap_reads(layers, df, R, Ccols, cf, rf, v_if, d_if):
+    """CALC-mode ifmap DRAM reads when the ifmap does not fit in half its SRAM.
+
+    SCALE-Sim's estimate buffer forgets everything every half-buffer of distinct words, so
+    reuse survives within a fold's slab but not across folds: reads = passes x sum over folds
+    of the slab's distinct words.  ws slab: R consecutive im2col columns (n offsets of the same
+    channel overlap as shifted output grids); os slab: R consecutive output pixels and their
+    receptive field (halo); is: the halo of the C pixels of a column fold.
+    """
+    C_in = layers.channels[None, :]
+    fh, fw = layers.filt_h[None, :], layers.filt_w[None, :]
+    sh, sw = layers.stride_h[None, :], layers.stride_w[None, :]
+    P, Q = layers.ofmap_h[None, :], layers.ofmap_w[None, :]
+    H, W = layers.ifmap_h[None, :], layers.ifmap_w[None, :]
+    # ws: offsets per channel inside one fold, first along a kernel row, then across rows
+    n_off = np.maximum(R / C_in, 1.0)
+    n_w = np.minimum(n_off, fw)
+    n_h = np.maximum(n_off / fw, 1.0)
+    rho = (np.minimum(Q * n_w, (Q - 1) * np.minimum(sw, n_w) + n_w) / (Q * n_w)
+           * np.minimum(P * n_h, (P - 1) * np.minimum(sh, n_h) + n_h) / (P * n_h))
+    ws = cf * v_if * rho
+    # os: R output pixels in raster order and the input rows x cols they touch; is: C pixels
+    def halo(px):
+        px = np.minimum(px, layers.m[None, :])
+        n_rows = _cdiv(px, Q)
+        rows = np.where(px <= Q, fh, np.minimum(H, (n_rows - 1) * sh + fh))
+        cols = np.where(px <= Q, np.minimum(W, (px - 1) * sw + fw), W)
+        return rows * cols * C_in
+
+    out = np.select([df == 0, df == 1], [ws, cf * rf * halo(R)], cf * halo(Ccols))
+    return np.clip(np.rint(out).astype(np.int64), d_if, np.where(df == 2, v_if, cf * v_if))
 
 
 def _ofmap_drains(words, b, w, total, write_row):
