@@ -129,6 +129,8 @@ class Target(_Strict):
     threads: int = Field(default=1, ge=1, description="cores/threads the figures assume")
     peak_gmacs: dict[str, float] = Field(description="peak multiply-accumulates per second (1e9) per precision")
     efficiency: dict[str, float] = Field(default_factory=dict, description="fraction of peak reached per op class")
+    channel_block: int = Field(default=1, ge=1, description="channels the kernels process as one SIMD block; "
+                               "channel counts are padded up to it (e.g. 16 for AVX-512 fp32 NCHWc)")
     memory: list[MemoryLevel] = Field(min_length=1, description="innermost first; the last is off-chip/main memory")
     energy: Energy
     overheads: Overheads = Overheads()

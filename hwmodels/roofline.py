@@ -69,7 +69,7 @@ class LayerTerms:
 
     layer: Layer
     precision: str
-    work: float                  # MACs + other ops
+    work: float                  # MACs (inflated by padded SIMD lanes) + other ops
     peak_macs_s: float           # peak rate at the compute precision
     traffic: list[float]         # bytes crossing each memory level, innermost first
     weight_bytes: int
@@ -98,8 +98,29 @@ def layer_terms(layer: Layer, target: Target, bits: LayerBits, weights_resident:
                 t += nbytes            # did not fit in any level inside this one
         traffic.append(t)
         inner_capacity = max(inner_capacity, level.size_bytes)
-    return LayerTerms(layer, precision, float(layer.macs + layer.ops), peak, traffic, w_bytes,
+    work = layer.macs / lane_utilization(layer, target.channel_block) + layer.ops
+    return LayerTerms(layer, precision, float(work), peak, traffic, w_bytes,
                       in_bytes + out_bytes, layer.op in FREE_OPS)
+
+
+def lane_utilization(layer: Layer, block: int) -> float:
+    """Share of SIMD lanes doing useful MACs when channel counts are padded up to ``block``.
+
+    Kernels vectorise over channels (NCHWc convs, GEMM columns): 12 channels on a 16-lane
+    block use 75% of it.  Convs pad input and output channels per group; depthwise convs
+    and GEMMs pad the vectorised (output) dimension.
+    """
+    if block <= 1 or not layer.macs:
+        return 1.0
+    pad = lambda x: x / (-(-x // block) * block)
+    if layer.conv is not None:
+        c = layer.conv
+        if layer.op_class == "depthwise_conv":
+            return pad(c.c)
+        return pad(c.c // c.groups) * pad(c.k // c.groups)
+    if layer.gemm is not None:
+        return pad(layer.gemm.n)
+    return 1.0
 
 
 def weights_resident(target: Target, total_weight_bytes: float) -> bool:
