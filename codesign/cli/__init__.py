@@ -31,6 +31,7 @@ def _register() -> None:
     _optional("codesign.cli.dse", "dse", "dse")
     _optional("codesign.cli.profile", "profile", "profile")
     _optional("codesign.cli.calibrate", "calibrate", "calibrate")
+    _optional("codesign.cli.check", "check", "check")
     _optional("codesign.cli.train", "train_supernet", "train-supernet")
     _optional("codesign.cli.train", "evaluate", "evaluate")
 
@@ -54,7 +55,9 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)   # returns the code of a raised typer.Exit
+        if isinstance(rc, int):
+            return rc
     except CodesignError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
