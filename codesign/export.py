@@ -70,3 +70,12 @@ def example_input(module: nn.Module, in_channels: int, resolution: int | None = 
     if r is None:
         raise CodesignError("cannot tell the model's input resolution: pass resolution=")
     return torch.zeros(1, in_channels, int(r), int(r))
+
+
+def to_workload(module: nn.Module, example: torch.Tensor, space_name: str = "model", name: str | None = None):
+    """Export to a temporary ONNX file and import it with the ONNX frontend: the one path into the cost models."""
+    from codesign.frontends.onnx_frontend import load_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(module, example, Path(tmp) / "model.onnx", space_name)
+        return load_onnx(path, input_shapes={"input": tuple(example.shape)}, name=name or space_name)

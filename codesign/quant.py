@@ -205,17 +205,23 @@ def quantize_model(module: nn.Module, bit_map: Mapping[str, tuple[int, int]], ca
     return q
 
 
-def evaluate_accuracy(module: nn.Module, split: Split, bits: str | Mapping | None = None,
+def evaluate_accuracy(module: nn.Module, data: Split | Splits, bits: str | Mapping | None = None,
                       calib_x: torch.Tensor | None = None) -> float:
-    """Measured accuracy on ``split``; with ``bits`` the model is fake-quantized (calibrated on ``calib_x``)."""
+    """Measured accuracy; with ``bits`` the model is fake-quantized, activations calibrated on ``calib_x``.
+
+    ``data`` is one ``Split``, or ``Splits`` (then: test part measured, val part calibrates).
+    """
     from codesign.supernet import accuracy
 
+    if isinstance(data, Splits):
+        calib_x = data.val.x[:256] if calib_x is None else calib_x
+        data = data.test
     if bits is None:
-        return accuracy(module, split)
+        return accuracy(module, data)
     bit_map = parse_bits(bits, module) if not _is_bitmap(bits) else dict(bits)
     if calib_x is None and any(a < FP for _, a in bit_map.values()):
         raise CodesignError("activation quantization needs calibration images (calib_x)")
-    return accuracy(quantize_model(module, bit_map, calib_x if calib_x is not None else torch.empty(0)), split)
+    return accuracy(quantize_model(module, bit_map, calib_x if calib_x is not None else torch.empty(0)), data)
 
 
 def _is_bitmap(bits) -> bool:

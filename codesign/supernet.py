@@ -131,6 +131,34 @@ def finetune(module: nn.Module, splits: Splits, epochs: int = 5, lr: float = 5e-
     return train_module(module, splits, TrainConfig(epochs=epochs, lr=lr, seed=seed), log)
 
 
+class SubnetEvaluator:
+    """What a search calls: measured accuracy of (arch, bit map) from one trained supernet.
+
+    Extracted sub-networks (BatchNorm re-calibrated) are cached by architecture.  Select on
+    ``part="val"`` during a search and report ``part="test"`` for the chosen designs.
+    """
+
+    def __init__(self, supernet: ElasticNet, splits: Splits, calib_images: int = 512, cache_size: int = 64):
+        self.supernet, self.splits, self.calib_images, self.cache_size = supernet, splits, calib_images, cache_size
+        self._cache: dict[str, nn.Module] = {}
+
+    def module(self, arch: Arch) -> nn.Module:
+        key = self.supernet.space.key(self.supernet.space.validate(arch))
+        if key not in self._cache:
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = extract(self.supernet, arch, self.splits, self.calib_images)
+        return self._cache[key]
+
+    def accuracy(self, arch: Arch, bits: str | dict | None = None, part: str = "val") -> float:
+        """Measured accuracy on ``part`` (val or test); quantized if ``bits`` (calibrated on other val images)."""
+        from codesign.quant import evaluate_accuracy
+
+        split = {"val": self.splits.val, "test": self.splits.test}[part]
+        calib = self.splits.val.x[:256] if part == "test" else self.splits.train.x[:256]
+        return evaluate_accuracy(self.module(arch), split, bits, calib)
+
+
 # ----- checkpoints ---------------------------------------------------------------------------------
 
 def checkpoint_key(space: SearchSpace, cfg: TrainConfig, splits: Splits) -> str:

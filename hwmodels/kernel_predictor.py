@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FEATURES = ("macs", "in_elems", "out_elems", "w_elems", "c", "k", "h", "w", "p", "q", "r", "s", "stride",
-            "groups", "act", "has_sum", "n_inputs")
+            "groups", "act", "has_sum", "n_inputs", "w0", "w1", "pq", "c16", "k16")
 MIN_TREE_SAMPLES = 12
 _NOMINAL_MAC_PER_US = 20000.0       # 20 GMAC/s
 _NOMINAL_BYTES_PER_US = 20000.0     # 20 GB/s

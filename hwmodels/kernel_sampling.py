@@ -52,13 +52,26 @@ def blocks_from_workloads(workloads: list[Workload], threads: int = 1, opt_level
     out: list[Block] = []
     for wl in workloads:
         cg = compile_workload(wl, threads, opt_level)
-        by_name = {l.name: l for l in wl.layers()}
+        layers = wl.layers()
+        by_name = {l.name: l for l in layers}
+        order = {l.name: i for i, l in enumerate(layers)}
+        owner = {n: k for k, names in cg.layers_of.items() for n in names}
+        producer = {t: l.name for l in layers for t in l.outputs[:1]}
         for k in cg.kernels:
             names = cg.layers_of.get(k.name) or []
             if not names or k.sig_hash in seen:
                 continue
             seen.add(k.sig_hash)
-            group: list[Layer] = [by_name[n] for n in names]
+            # context: the kernels producing this kernel's inputs come along, so the inputs
+            # arrive in the layout (blocked or not) and fusion state they have in the network
+            inside = set(names)
+            context: set[str] = set()
+            for n in names:
+                for t in by_name[n].inputs:
+                    p = producer.get(t)
+                    if p is not None and p not in inside and p in owner:
+                        context.update(cg.layers_of[owner[p]])
+            group: list[Layer] = [by_name[n] for n in sorted(inside | context, key=order.get)]
             model, standins = skeleton_model(group)
             if standins or not model.graph.node:
                 continue

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA_VERSION = 2
-_TABLES = {"meta", "kernels", "overheads"}
+_TABLES = {"meta", "kernels", "overheads", "blocks"}
 
 
 class CorruptStoreWarning(UserWarning):
@@ -32,6 +32,10 @@ class CorruptStoreWarning(UserWarning):
 
 
 def default_cache_path() -> Path:
+    """``$CODESIGN_KERNEL_CACHE`` if set, else ``kernels.sqlite`` in the user cache dir."""
+    env = os.environ.get("CODESIGN_KERNEL_CACHE")
+    if env:
+        return Path(env)
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("codesign")) / "kernels.sqlite"
@@ -112,6 +116,9 @@ CREATE TABLE IF NOT EXISTS overheads (
     backend TEXT NOT NULL, machine TEXT NOT NULL, threads INTEGER NOT NULL, opt_level TEXT NOT NULL,
     per_run_us REAL NOT NULL, per_node_us REAL NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (backend, machine, threads, opt_level));
+CREATE TABLE IF NOT EXISTS blocks (
+    block_hash TEXT NOT NULL, backend TEXT NOT NULL, machine TEXT NOT NULL, threads INTEGER NOT NULL,
+    opt_level TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (block_hash, backend, machine, threads, opt_level));
 """
 
 
@@ -186,14 +193,26 @@ class KernelStore:
         self.close()
 
     # -- kernels ---------------------------------------------------------------------
-    def put(self, rec: KernelRecord) -> None:
-        """Insert or replace one measurement and commit at once (interrupt-safe)."""
+    def put(self, rec: KernelRecord, commit: bool = True) -> None:
+        """Insert or replace one measurement; committed at once unless ``commit=False``
+        (then the next commit -- e.g. ``mark_block`` -- makes the block's rows durable together)."""
         self._conn.execute(
             "INSERT OR REPLACE INTO kernels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (rec.sig_hash, rec.backend, rec.machine, int(rec.threads), rec.opt_level, rec.kind, rec.op,
              json.dumps(rec.signature, sort_keys=True, default=str), json.dumps(rec.features, sort_keys=True),
              float(rec.median_us), float(rec.mad_us), int(rec.n), time.time()))
+        if commit:
+            self._conn.commit()
+
+    def mark_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> None:
+        """Record that a profiling block is done (and commit its kernels with it)."""
+        self._conn.execute("INSERT OR REPLACE INTO blocks VALUES (?,?,?,?,?,?)",
+                           (block_hash, backend, machine, int(threads), opt_level, time.time()))
         self._conn.commit()
+
+    def has_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM blocks WHERE block_hash=? AND backend=? AND machine=? AND threads=? "
+                                  "AND opt_level=?", (block_hash, backend, machine, int(threads), opt_level)).fetchone() is not None
 
     def get(self, sig_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> KernelRecord | None:
         row = self._conn.execute(

@@ -49,6 +49,11 @@ _PASS_THROUGH = {
 }
 _BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Equal", "Less", "Greater"}
 _DROP_ATTRS = {"Dropout": {"seed"}}
+# attribute values equal to the ONNX default are dropped from signatures (writers differ in
+# whether they spell them out)
+_DEFAULT_ATTRS = {"transA": 0, "transB": 0, "alpha": 1.0, "beta": 1.0, "auto_pad": "NOTSET", "ceil_mode": 0,
+                  "storage_order": 0, "channels_last": 0, "keepdims": 1, "allowzero": 0, "group": 1,
+                  "dilations": [1, 1], "strides": [1, 1], "count_include_pad": 0}
 
 
 def _numel(shape) -> int:
@@ -331,7 +336,7 @@ def optimized_kernels(opt_model, tensor_shapes: dict[str, tuple]) -> list[Runtim
             if represents is not None:
                 origin[o] = represents
         sig = {"op": op, "inputs": in_shapes, "weights": w_in, "output": out_shape, "dtype": "float32",
-               "attrs": {k: v for k, v in sorted(attrs.items())}}
+               "attrs": {k: v for k, v in sorted(attrs.items()) if _DEFAULT_ATTRS.get(k, object()) != v}}
         kind, feats = _kind_and_features(node.op_type, domain, attrs, in_shapes, w_in, out_shape)
         kernels.append(RuntimeKernel(node.name, op, kind, sig, feats, represents,
                                      [origin.get(i, i) for i in act_in]))
@@ -372,7 +377,8 @@ def _kind_and_features(op_type, domain, attrs, in_shapes, w_in, out_shape):
         groups = int(attrs.get("group", 1))
         f.update(c=x[1], h=x[2], w=x[3], k=out_shape[1], p=out_shape[2], q=out_shape[3], r=w[2], s=w[3],
                  stride=(attrs.get("strides") or [1])[0], groups=groups,
-                 macs=out_shape[0] * out_shape[2] * out_shape[3] * _numel(w), has_sum=int(len(in_shapes) > 1))
+                 macs=out_shape[0] * out_shape[2] * out_shape[3] * _numel(w), has_sum=int(len(in_shapes) > 1),
+                 w0=w[0], w1=w[1], pq=out_shape[2] * out_shape[3], c16=-(-x[1] // 16) * 16, k16=-(-out_shape[1] // 16) * 16)
         if groups > 1 and w[1] == 1:
             kind += "/depthwise"
         elif w[2] == 1 and w[3] == 1:
@@ -469,19 +475,27 @@ def robust_center(samples, floor: float = 0.5) -> tuple[float, float, int]:
 
 
 def profile_model(model, repeats: int = 30, warmup: int = 5, threads: int = 1, opt_level: str = "all",
-                  min_time_s: float = 0.05, max_time_s: float = 2.0, with_run_latency: bool = True) -> dict:
+                  min_time_s: float = 0.05, max_time_s: float = 2.0, with_run_latency: bool = True,
+                  want_optimized: bool = False) -> dict:
     """Run ``model`` (ModelProto) under onnxruntime's profiler.
 
-    Returns ``{"nodes": {name: (us, mad_us, n)}, "run_us": (us, mad, n) | None, "runs": int}``
-    where node times are the profiler's per-node kernel times of the timed runs, and
-    ``run_us`` is the plain (profiler-off) latency of one ``session.run``.
+    Returns ``{"nodes": {name: (us, mad_us, n)}, "run_us": (us, mad, n) | None, "runs": int,
+    "optimized": ModelProto | None}`` where node times are the profiler's per-node kernel times
+    of the timed runs (warm-up runs dropped), ``run_us`` is the plain (profiler-off) latency of
+    one ``session.run``, and ``optimized`` the graph onnxruntime ran (``want_optimized``).
     """
+    import onnx
+
     from hwmodels.ort_runner import make_session, random_feeds, time_session
 
     data = model.SerializeToString()
     tmpdir = tempfile.mkdtemp(prefix="codesign_prof_")
+    opt_path = str(Path(tmpdir) / "optimized.onnx") if want_optimized else None
+    optimized = None
     try:
-        sess = make_session(data, threads, opt_level, profile_prefix=str(Path(tmpdir) / "p"))
+        sess = make_session(data, threads, opt_level, profile_prefix=str(Path(tmpdir) / "p"), optimized_path=opt_path)
+        if opt_path:
+            optimized = onnx.load(opt_path)
         feeds = random_feeds(sess)
         times = time_session(sess, feeds, repeats, warmup, min_time_s, max_time_s)
         prof = sess.end_profiling()
@@ -503,7 +517,7 @@ def profile_model(model, repeats: int = 30, warmup: int = 5, threads: int = 1, o
         sess2 = make_session(data, threads, opt_level)
         t = time_session(sess2, random_feeds(sess2), repeats, warmup, min_time_s, max_time_s)
         run = robust_center([x * 1e6 for x in t], floor=0.5)
-    return {"nodes": nodes, "run_us": run, "runs": len(times)}
+    return {"nodes": nodes, "run_us": run, "runs": len(times), "optimized": optimized}
 
 
 def workload_shapes(layers: list[Layer], extra: dict | None = None) -> dict[str, tuple]:
@@ -558,16 +572,18 @@ def block_kernels(model, threads: int = 1, opt_level: str = "all") -> list[Runti
 
 def profile_block(model, store, machine: str, threads: int = 1, opt_level: str = "all", repeats: int = 30,
                   warmup: int = 5, force: bool = False) -> tuple[int, int]:
-    """Profile one block model and store every kernel it runs.  Returns (stored, already_known)."""
+    """Profile one block model and store every kernel it runs.  Returns (stored, already_known).
+
+    A block profiled before (same model bytes, machine, threads, level) is skipped, so an
+    interrupted or repeated profile resumes where it stopped.
+    """
     from hwmodels.kernel_store import KernelRecord
 
-    kernels = block_kernels(model, threads, opt_level)
-    if not kernels:
-        return 0, 0
-    known = sum(1 for k in kernels if store.get(k.sig_hash, "onnxruntime", machine, threads, opt_level) is not None)
-    if known == len(kernels) and not force:
-        return 0, known
-    prof = profile_model(model, repeats, warmup, threads, opt_level, with_run_latency=False)
+    bhash = model_hash(model)
+    if not force and store.has_block(bhash, "onnxruntime", machine, threads, opt_level):
+        return 0, 1
+    prof = profile_model(model, repeats, warmup, threads, opt_level, with_run_latency=False, want_optimized=True)
+    kernels = optimized_kernels(prof["optimized"], model_tensor_shapes(model))
     stored = 0
     for k in kernels:
         if k.name not in prof["nodes"]:
@@ -576,9 +592,10 @@ def profile_block(model, store, machine: str, threads: int = 1, opt_level: str =
         if not (us > 0):
             continue
         store.put(KernelRecord(k.sig_hash, k.kind, k.op, k.signature, k.features, us, mad, n, "onnxruntime",
-                               machine, threads, opt_level))
+                               machine, threads, opt_level), commit=False)
         stored += 1
-    return stored, known
+    store.mark_block(bhash, "onnxruntime", machine, threads, opt_level)   # commits the kernels too
+    return stored, 0
 
 
 def _chain_model(k: int, width: int = 16):
@@ -600,7 +617,7 @@ def measure_overhead(store, machine: str, threads: int = 1, opt_level: str = "al
     for _ in range(rounds):
         for k in lengths:
             m = _chain_model(k)
-            prof = profile_model(m, repeats=200, warmup=20, threads=threads, opt_level=opt_level, min_time_s=0.1)
+            prof = profile_model(m, repeats=100, warmup=20, threads=threads, opt_level=opt_level, min_time_s=0.05)
             total = sum(v[0] for v in prof["nodes"].values())
             xs.append(len(prof["nodes"]))
             ys.append(prof["run_us"][0] - total)

@@ -1,9 +1,9 @@
 """`codesign check`: the CI gate's exit codes and its explanation of what dominates."""
 import json
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
-MODEL = "examples/resnet50.onnx"
+MODEL = str(REPO / "examples" / "resnet50.onnx")
 
 
 def _latency(target):

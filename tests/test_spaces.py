@@ -147,3 +147,13 @@ def test_toml_user_space(tmp_path):
         get_space(str(tmp_path / "syntax.toml"))
     with pytest.raises(CodesignError, match="not found"):
         get_space(str(tmp_path / "missing.toml"))
+
+
+def test_subnet_reaches_the_cost_models_through_the_onnx_frontend():
+    pytest.importorskip("codesign.frontends.onnx_frontend")
+    from codesign.export import to_workload
+
+    sp = get_space("mobilenetv3", **TINY["mobilenetv3"])
+    small, big = (sp.build(a, 10, 1, 8) for a in (sp.smallest(), sp.largest()))
+    wl_small, wl_big = (to_workload(m, example_input(m, 1), sp.name) for m in (small, big))
+    assert len(wl_small) > 0 and wl_big.macs > 2 * wl_small.macs

@@ -66,6 +66,30 @@ def test_finetune_keeps_or_improves(trained, splits):
     assert after >= before - 0.02, (before, after)
 
 
+def test_subnet_evaluator_is_what_a_search_calls(trained, splits):
+    from codesign.quant import evaluate_accuracy
+    from codesign.supernet import SubnetEvaluator
+
+    space, net = trained
+    ev = SubnetEvaluator(net, splits)
+    arch = space.sample(3)
+    assert ev.module(arch) is ev.module(dict(arch))  # cached
+    assert ev.accuracy(arch, part="test") == accuracy(extract(net, arch, splits), splits.test)
+    assert ev.accuracy(arch, "w2a8", part="test") < ev.accuracy(arch, "w8a8", part="test")
+    assert evaluate_accuracy(ev.module(arch), splits, "w8a8") == ev.accuracy(arch, "w8a8", part="test")
+
+
+def test_mobilenetv3_supernet_learns(splits):
+    space = get_space("mobilenetv3", stem_channels=8, first_channels=8, stage_channels=(16, 24), strides=(2, 1),
+                      se=(False, True), acts=("relu", "hswish"), head_channels=64, depths=(1, 2), kernels=(3, 5),
+                      expands=(2, 4), widths=(0.75, 1.0), resolutions=(8, 12))
+    net = train_supernet(space, splits, TrainConfig(epochs=5, n_random=1, lr=5e-3))
+    big = extract(net, space.largest(), splits)
+    assert big.input_resolution == 12
+    assert accuracy(big, splits.test) > 0.8
+    assert accuracy(extract(net, space.smallest(), splits), splits.test) > 0.5
+
+
 def test_checkpoint_roundtrip_and_reuse(trained, splits, tmp_path):
     space, net = trained
     path = save_checkpoint(tmp_path / "ck.pt", net, CFG, splits)
