@@ -10,7 +10,7 @@ from codesign.errors import CodesignError
 _MODELS = {
     "roofline": "hwmodels.roofline:RooflineModel",
     "measured": "hwmodels.measured:MeasuredModel",
-    "systolic": "hwmodels.systolic_cost:SystolicCostModel",
+    "systolic": "hwmodels.systolic_model:SystolicCostModel",
 }
 
 
