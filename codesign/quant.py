@@ -163,7 +163,7 @@ class FakeQuantLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:
             flat = x.detach().flatten()
-            self._samples.append(flat[torch.randperm(flat.numel())[:20000]] if flat.numel() > 20000 else flat)
+            self._samples.append(flat[:: max(1, flat.numel() // 20000)])  # deterministic subsample
         elif self.a_bits < FP and float(self.a_scale) > 0:
             levels, s, zp = 2 ** self.a_bits - 1, self.a_scale, self.a_zero_point
             x = _ste(x, (torch.clamp(torch.round(x / s) + zp, 0, levels) - zp) * s)
