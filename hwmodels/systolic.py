@@ -362,9 +362,22 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
     bw_if, bw_fl, bw_of = (x[:, None] for x in (configs.ifmap_bw, configs.filter_bw, configs.ofmap_bw))
     pre_len_if = np.select([df == 0, df == 1], [rf * M * R, rf * K * R], cf * K * C)   # incl. -1 padding
     pre_len_fl = np.select([df == 0, df == 1], [cf * K * C, cf * K * C], rf * N * R)
-    user_if, miss_if, late_if = _user_read(words_if, bw_if, v_if, pre_len_if, pass_if, demand_rows)
-    user_fl, miss_fl, late_fl = _user_read(words_fl, bw_fl, d_fl, pre_len_fl, pass_fl, demand_rows)
-    late_of = np.maximum(0, _cdiv(of_demand, bw_of) - demand_rows)
+    # walk pattern of each operand over its fetch stream (see _user_read)
+    F = rows_per_fold
+    ru = np.minimum(R, sr)
+    cu = np.minimum(C, sc)
+    stream_if = dict(kind=np.where(df == 2, 1, 0), passes=cf, nb=rf, T=t, ru=ru, cu=cu, F=F,
+                     o=np.where(df == 1, 0, R), chunk=R * C, blk=K * C, R=R, C=C, K=K)
+    stream_fl = dict(kind=np.select([df == 0, df == 1], [1, 2], 0), passes=cf, nb=rf, T=t, ru=ru, cu=cu, F=F,
+                     o=np.where(df == 1, 0, R), chunk=R * C, blk=K * C, R=R, C=C, K=K)
+    user_if, miss_if, late_if = _user_read(words_if, bw_if, np.broadcast_to(v_if, t.shape), pre_len_if, stream_if)
+    user_fl, miss_fl, late_fl = _user_read(words_fl, bw_fl, np.broadcast_to(d_fl, t.shape), pre_len_fl, stream_fl)
+    # ofmap SRAM stalls only when it fills while draining: after the first drain (write d+1)
+    # the rest beyond what the SRAM holds must leave at bw_of words per cycle.
+    d_of = words_of - _cdiv(words_of, 2)
+    first_drain = _ofmap_write_row(np.minimum(d_of + 1, of_demand), df, R, C, sr, sc, t, rf, cf, rows_per_fold)
+    late_of = np.where(of_demand > words_of,
+                       np.maximum(0, _cdiv(np.maximum(of_demand - words_of, 0), bw_of) - (demand_rows - first_drain)), 0)
     stalls = np.where(user, np.maximum(np.maximum(late_if, late_fl), late_of), 0)
 
     dram_if = np.where(user, user_if, calc_if)
@@ -485,34 +498,76 @@ def _ofmap_write_row(n, df, R, C, sr, sc, t, rf, cf, F):
     return np.where(os_, row_os, row_ws)
 
 
-def _user_read(words, bw, valid, pre_len, passes, demand_rows):
-    """USER-bandwidth read buffer: (DRAM words read, refills, lateness of the worst refill).
+def _user_read(words, bw, valid, pre_len, st):
+    """USER-bandwidth read buffer (scalesim ``read_buffer``): (DRAM words, refills, stall cycles).
 
-    The fetch stream (the prefetch matrix, ``valid`` real words, ``pre_len`` slots incl. -1)
-    is cut into sets of ceil(words/100); half the buffer is filled before cycle 0, and each
-    miss refills the other half: ceil(half/bw) DRAM lines + 1 cycle, chained back to back from
-    cycle 1.  The demand walks the stream ``passes`` times; a refill k is due when the demand
-    reaches its first word, taken as proportional progress through the demand rows.
+    The fetch stream (the prefetch matrix: ``valid`` words, ``pre_len`` slots incl. -1) is cut
+    into sets of E = ceil(words/100); a window of A sets (half the SRAM) is filled before
+    cycle 0.  A demanded word outside the window moves it forward by Pn sets, circularly, and
+    costs one refill of ceil(half/bw) lines, chained back to back on the DRAM timeline from
+    cycle -1 (refill k is ready at -1 + k (lines + 1)).  How the demand walks the stream:
+
+    * kind 0, stream (ws/os ifmap, is filter): the fold slabs in order, once per column fold.
+      Where a window edge lands in the R(R-1) words where the diagonal prefetch order
+      interleaves two slabs, the next slab's head is evicted early and the window goes round.
+    * kind 1, stationary loads (ws filter, is ifmap): each fold loads an R x C chunk in reverse
+      order, so a window edge inside a chunk sends the window once round the stream.
+    * kind 2, os filter: each column-fold block is re-walked by every row fold; a window edge
+      inside a block sends the window once round the stream.
+    (A conv ifmap word evicted early may still hit a repeat of its address in another set;
+    that rescue is not modelled, so refills are an upper estimate there.)
+
+    Stalls: with y_k = ready(k) - row(k) - 1 SCALE-Sim's row replay (positive stalls counted
+    twice) gives S = max(S, 2 y_k - S) per refill; S is taken as max(2 y_1, y_last, 0).
     """
     e = _cdiv(words, 100)
     active = _cdiv(words, 2)
     prefetch = words - active
-    n_sets = _cdiv(valid, e)
-    act_sets = np.minimum(n_sets, _cdiv(active, e))
-    pf_sets = np.maximum(np.minimum(n_sets - act_sets, _cdiv(prefetch, e)), 1)
-    fits = n_sets <= act_sets
-    walk = passes * valid
-    misses = np.where(fits, 0, _cdiv(np.maximum(walk - act_sets * e, 0), pf_sets * e))
+    n_sets = valid // e + 1
+    A = np.minimum(n_sets, _cdiv(active, e))
+    Pn = np.maximum(np.minimum(n_sets - A, _cdiv(prefetch, e)), 1)
+    fits = n_sets <= A
     lines_pf = _cdiv(prefetch, bw)
-    init_lines = np.minimum(_cdiv(active, bw), _cdiv(pre_len, bw))
-    reads = init_lines * bw + misses * lines_pf * bw
     c = lines_pf + 1
-    pos1 = act_sets * e
-    posn = act_sets * e + (np.maximum(misses, 1) - 1) * pf_sets * e
-    row1 = demand_rows * pos1 // np.maximum(walk, 1)
-    rown = demand_rows * posn // np.maximum(walk, 1)
-    late = np.maximum(1 + c - row1, 1 + misses * c - rown)
-    late = np.where(misses > 0, np.maximum(late, 0), 0)
+    init_lines = np.minimum(_cdiv(active, bw), _cdiv(pre_len, bw))
+    circle = n_sets / Pn                       # refills to bring the window once round
+    kind, passes, F, o = st["kind"], st["passes"], st["F"], st["o"]
+    ru, cu, T = st["ru"], st["cu"], st["T"]
+
+    fwd0 = np.maximum(_cdiv(np.maximum(passes * n_sets - A, 0), Pn), 0)     # kind 0
+    fwd1 = np.maximum(_cdiv(np.maximum(n_sets - A, 0), Pn), 0)              # kinds 1, 2
+    margin = (A - Pn) * e                      # words kept behind the demand after a refill
+    zone = ru * (ru - 1)
+    p_zone = np.clip((zone - margin) / (Pn * e), 0.0, 1.0)
+    wraps0 = passes * np.maximum(st["nb"] - 1, 0) * p_zone
+    wraps1 = np.where(st["chunk"] > margin, fwd1, 0)
+    p_blk = np.clip((st["blk"] - margin) / (Pn * e), 0.0, 1.0)
+    wraps2 = passes * p_blk * (st["nb"] > 1)
+    misses = np.select([kind == 0, kind == 1], [fwd0 + wraps0 * circle, fwd1 + wraps1 * circle], fwd1 + wraps2 * circle)
+    misses = np.where(fits, 0, np.rint(misses).astype(np.int64))
+    reads = init_lines * bw + misses * lines_pf * bw
+
+    # demand rows of the first and the last forward refill
+    def row_at(u):
+        """Demand row where the walk reaches word u of its path."""
+        v = np.maximum(valid, 1)
+        slab = np.maximum(T * ru, 1)
+        j, q = u // v, u % v
+        b = np.minimum(q // slab, st["nb"] - 1)
+        r0 = (j * st["nb"] + b) * F + o + _skew_row(np.clip(q - b * slab, 0, slab - 1) + 1, T, ru)
+        r1 = (u // np.maximum(st["R"] * cu, 1)) * F
+        fc = u // np.maximum(st["blk"], 1)
+        qc = np.clip(u - fc * st["blk"], 0, np.maximum(st["K"] * cu - 1, 0))
+        r2 = fc * st["nb"] * F + _skew_row(qc + 1, st["K"], cu)
+        return np.select([kind == 0, kind == 1], [r0, r1], r2)
+
+    fwd = np.select([kind == 0], [fwd0], fwd1)
+    u1 = A * e
+    un = (A + np.maximum(fwd - 1, 0) * Pn) * e
+    y1 = c - 2 - row_at(u1)
+    yn = -1 + misses * c - row_at(un) - 1
+    late = np.maximum(np.maximum(2 * y1, yn), 0)
+    late = np.where(misses > 0, late, 0)
     return reads, misses, late
 
 
