@@ -193,9 +193,15 @@ class KernelStore:
         self.close()
 
     # -- kernels ---------------------------------------------------------------------
-    def put(self, rec: KernelRecord, commit: bool = True) -> None:
+    def put(self, rec: KernelRecord, commit: bool = True, keep_faster: bool = False) -> None:
         """Insert or replace one measurement; committed at once unless ``commit=False``
-        (then the next commit -- e.g. ``mark_block`` -- makes the block's rows durable together)."""
+        (then the next commit -- e.g. ``mark_block`` -- makes the block's rows durable together).
+        ``keep_faster``: when the kernel is already stored with a lower time, keep that one (the
+        same kernel met again in another profiling block; interruptions only ever add time)."""
+        if keep_faster:
+            old = self.get(rec.sig_hash, rec.backend, rec.machine, rec.threads, rec.opt_level)
+            if old is not None and old.median_us <= rec.median_us:
+                return
         self._conn.execute(
             "INSERT OR REPLACE INTO kernels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (rec.sig_hash, rec.backend, rec.machine, int(rec.threads), rec.opt_level, rec.kind, rec.op,
