@@ -117,5 +117,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (how well an estimate ranks like the measurement)."""
     from scipy.stats import spearmanr
 
-    r = spearmanr(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).statistic
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # a constant ranking carries no order: no correlation
+        return 0.0
+    r = spearmanr(x, y).statistic
     return float(r) if np.isfinite(r) else 0.0

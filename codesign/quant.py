@@ -57,17 +57,18 @@ def parse_bits(spec: str | Mapping | Path, module: nn.Module) -> BitMap:
             if not isinstance(raw, dict):
                 raise CodesignError(f"bit map {text}: must be a JSON object {{layer: [w_bits, a_bits]}}")
         else:
-            w, a = _pair(text, "bits")
+            w, a = parse_bit_pair(text, "bits")
             return {n: (w, a) for n in names}
-    default = _pair(raw.pop("default"), "default") if "default" in raw else (FP, FP)
+    default = parse_bit_pair(raw.pop("default"), "default") if "default" in raw else (FP, FP)
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise CodesignError(f"bit map names layer(s) not in the model: {', '.join(unknown[:5])} "
                             f"(layers: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
-    return {n: (_pair(raw[n], n) if n in raw else default) for n in names}
+    return {n: (parse_bit_pair(raw[n], n) if n in raw else default) for n in names}
 
 
-def _pair(v, where: str) -> tuple[int, int]:
+def parse_bit_pair(v: object, where: str) -> tuple[int, int]:
+    """One (w_bits, a_bits) from "w8a8", "fp" or [8, 8], validated against VALID_BITS."""
     if isinstance(v, str):
         s = v.strip().lower()
         if s in ("fp", "fp32", "float", "w32a32"):
@@ -87,13 +88,25 @@ def _pair(v, where: str) -> tuple[int, int]:
     return w, a
 
 
+def sample_bit_map(module: nn.Module, rng, choices: Iterable[int] = VALID_BITS,
+                   act_choices: Iterable[int] | None = None) -> BitMap:
+    """A random per-layer bit map over ``choices`` (the quantization half of a search candidate)."""
+    import numpy as np
+
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    w_opts = sorted(set(int(b) for b in choices))
+    a_opts = sorted(set(int(b) for b in (act_choices or w_opts)))
+    return {n: (int(rng.choice(w_opts)), int(rng.choice(a_opts))) for n in layer_names_for_bits(module)}
+
+
 def check_supported(bit_map: Mapping[str, tuple[int, int]], supported: Iterable[int], target: str = "target") -> None:
     """Raise naming the first layer whose weight or activation bit-width the target cannot run."""
     ok = set(int(b) for b in supported)
     for layer, (w, a) in bit_map.items():
         for kind, b in (("weight", w), ("activation", a)):
             if b not in ok:
-                raise CodesignError(f"layer {layer}: {kind} bit-width {b} is not supported by {target} "
+                where = "all layers" if layer == "*" else f"layer {layer}"
+                raise CodesignError(f"{where}: {kind} bit-width {b} is not supported by {target} "
                                     f"(supported: {', '.join(map(str, sorted(ok)))})")
 
 
@@ -184,7 +197,7 @@ def quantize_model(module: nn.Module, bit_map: Mapping[str, tuple[int, int]], ca
         raise CodesignError(f"bit map names layer(s) not in the model: {', '.join(unknown[:5])}")
     wrappers = []
     for name, (w, a) in bit_map.items():
-        _pair([int(w), int(a)], name)
+        parse_bit_pair([int(w), int(a)], name)
         if w >= FP and a >= FP:
             continue
         parent_name, _, child = name.rpartition(".")

@@ -48,6 +48,15 @@ def test_bit_maps(model, tmp_path):
     check_supported(uniform_bits(model, 8, 8), [4, 8])
 
 
+def test_sample_bit_map(model):
+    from codesign.quant import sample_bit_map
+
+    a, b = sample_bit_map(model, 0, (4, 8)), sample_bit_map(model, 0, (4, 8))
+    assert a == b and set(a) == set(layer_names_for_bits(model))
+    assert {w for w, _ in a.values()} <= {4, 8} and len({w for w, _ in a.values()}) == 2
+    check_supported(a, (4, 8))
+
+
 def test_weight_quantizer_levels():
     w = torch.randn(6, 4, 3, 3)
     for bits, max_levels in [(2, 3), (4, 15)]:

@@ -106,12 +106,20 @@ def evaluate(
     """Measure the test accuracy of one architecture at one bit map (fake-quant, calibrated on val)."""
     from codesign.data import load_splits
     from codesign.export import example_input, export_onnx
-    from codesign.quant import (FP, check_supported, parse_bits, qat_finetune, quantize_model,
+    from codesign.quant import (FP, check_supported, parse_bit_pair, parse_bits, qat_finetune, quantize_model,
                                 supported_bits as target_bits)
     from codesign.spaces import get_space
     from codesign.supernet import TrainConfig, accuracy, extract, finetune, load_checkpoint, train_module
 
     splits = load_splits(data, seed=seed)
+    allowed = target_bits(target) if target else None
+    if supported_bits:
+        try:
+            allowed = [int(b) for b in supported_bits.split(",") if b.strip()]
+        except ValueError:
+            raise CodesignError(f"--supported-bits must be a comma list of integers, got {supported_bits!r}") from None
+    if allowed is not None and not (bits.endswith(".json") or Path(bits).is_file()):  # uniform spec: fail before any training
+        check_supported({"*": parse_bit_pair(bits, "--bits")}, allowed, target or "the target")
     if checkpoint is not None:
         net, meta = load_checkpoint(checkpoint)
         if space and space != meta["space"]:
@@ -135,14 +143,6 @@ def evaluate(
     if onnx_out is not None:
         export_onnx(model, example_input(model, splits.in_channels, splits.resolution), onnx_out, sp.name)
     bit_map = parse_bits(bits, model)
-    allowed = None
-    if target:
-        allowed = target_bits(target)
-    if supported_bits:
-        try:
-            allowed = [int(b) for b in supported_bits.split(",") if b.strip()]
-        except ValueError:
-            raise CodesignError(f"--supported-bits must be a comma list of integers, got {supported_bits!r}") from None
     if allowed is not None:
         check_supported(bit_map, allowed, target or "the target")
     quantized = any(w < FP or x < FP for w, x in bit_map.values())
