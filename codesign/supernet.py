@@ -7,6 +7,7 @@ the data, so an unchanged request reuses the saved supernet instead of retrainin
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -42,9 +43,20 @@ class TrainConfig:
     threads: int = 1             # 1 is fastest for small nets on a shared 2-core machine
 
 
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run with ``n`` torch threads and restore the caller's setting afterwards."""
+    prev = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def _setup(cfg: TrainConfig) -> torch.Generator:
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
     return torch.Generator().manual_seed(cfg.seed)
 
 
@@ -57,6 +69,11 @@ def _optimizer(params, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimi
 def train_supernet(space: SearchSpace, splits: Splits, cfg: TrainConfig = TrainConfig(),
                    log: Log | None = None) -> ElasticNet:
     """Sandwich-rule training with in-place distillation; returns the supernet in eval mode."""
+    with threads(cfg.threads):
+        return _train_supernet(space, splits, cfg, log)
+
+
+def _train_supernet(space: SearchSpace, splits: Splits, cfg: TrainConfig, log: Log | None) -> ElasticNet:
     gen = _setup(cfg)
     rng = np.random.default_rng(cfg.seed)
     net = space.supernet(splits.num_classes, splits.in_channels, splits.resolution)
@@ -91,6 +108,11 @@ def train_supernet(space: SearchSpace, splits: Splits, cfg: TrainConfig = TrainC
 def train_module(module: nn.Module, splits: Splits, cfg: TrainConfig = TrainConfig(),
                  log: Log | None = None) -> nn.Module:
     """Plain supervised training of one model (a standalone baseline, a fine-tune, or QAT)."""
+    with threads(cfg.threads):
+        return _train_module(module, splits, cfg, log)
+
+
+def _train_module(module: nn.Module, splits: Splits, cfg: TrainConfig, log: Log | None) -> nn.Module:
     gen = _setup(cfg)
     res = getattr(module, "input_resolution", None)
     steps = cfg.epochs * -(-len(splits.train) // cfg.batch_size)

@@ -11,6 +11,16 @@ from codesign.errors import CodesignError
 from codesign.export import example_input, export_onnx
 from codesign.spaces import UserSpace, define_space, get_space, list_spaces
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 TINY = {
     "small-cnn": dict(stem_channels=8, stage_channels=(8, 16, 16), depths=(1, 2), widths=(0.5, 1.0), kernels=(3, 5)),
     "mobilenetv3": dict(stem_channels=8, first_channels=8, stage_channels=(16, 24), strides=(2, 2), se=(False, True),
@@ -157,3 +167,19 @@ def test_subnet_reaches_the_cost_models_through_the_onnx_frontend():
     small, big = (sp.build(a, 10, 1, 8) for a in (sp.smallest(), sp.largest()))
     wl_small, wl_big = (to_workload(m, example_input(m, 1), sp.name) for m in (small, big))
     assert len(wl_small) > 0 and wl_big.macs > 2 * wl_small.macs
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_layer_names_are_stable_across_subnets(name):
+    """A per-layer bit map names the same supernet layer in every sub-network."""
+    from codesign.quant import layer_names_for_bits
+
+    sp = get_space(name, **TINY[name])
+    net = sp.supernet(10, 1, 8)
+    largest = set(layer_names_for_bits(net.extract(sp.largest())))
+    for i in range(6):
+        arch = sp.sample(i)
+        names = layer_names_for_bits(net.extract(arch))
+        assert set(names) <= largest
+        assert "stages.1.0.conv1.conv" in names or "stages.1.0.project.conv" in names
+    assert "classifier" in largest and "stem.conv" in largest

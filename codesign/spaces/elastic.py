@@ -159,22 +159,29 @@ class BasicBlock(nn.Module):
 
 
 class StaticNet(nn.Module):
-    """An extracted sub-network: stem, blocks, head, pooled classifier.
+    """An extracted sub-network: stem, optional fixed first block, stages of blocks, head, pooled classifier.
 
-    ``input_resolution`` is the image side the network expects (evaluation resizes to it).
+    Layer names are stable across sub-networks (``stages.<stage>.<block>...``): a layer keeps its
+    name whatever the depth of earlier stages, so a per-layer bit map means the same layer in every
+    architecture.  ``input_resolution`` is the image side the network expects (evaluation resizes to it).
     """
 
-    def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: nn.Module | None, classifier: nn.Linear,
-                 input_resolution: int, arch: dict):
+    def __init__(self, stem: nn.Module, stages: list[list[nn.Module]], head: nn.Module | None, classifier: nn.Linear,
+                 input_resolution: int, arch: dict, first: nn.Module | None = None):
         super().__init__()
-        self.stem, self.blocks = stem, nn.Sequential(*blocks)
+        self.stem = stem
+        self.first = first if first is not None else nn.Identity()
+        self.stages = nn.ModuleList(nn.Sequential(*blocks) for blocks in stages)
         self.head = head if head is not None else nn.Identity()
         self.classifier = classifier
         self.input_resolution = int(input_resolution)
         self.arch = dict(arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(x)))
+        x = self.first(self.stem(x))
+        for stage in self.stages:
+            x = stage(x)
+        x = self.head(x)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 

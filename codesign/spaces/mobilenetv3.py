@@ -167,11 +167,14 @@ class MobileNetV3Supernet(ElasticNet):
     def static(self, arch: Arch) -> StaticNet:
         stem_c, first_c, stage_c, head_c = self._widths(arch)
         stem = ConvBNAct(self.stem.static(self.in_channels, stem_c, 3), self.stem_bn.static(stem_c), "hswish")
-        blocks: list[nn.Module] = [self.first.static(stem_c, first_c, 3, 1)]
+        first = self.first.static(stem_c, first_c, 3, 1)
+        stages: list[list[nn.Module]] = []
         in_c = first_c
         for s, stage in enumerate(self.stages):
+            blocks = []
             for b in range(arch[f"d{s}"]):
                 blocks.append(stage[b].static(in_c, stage_c[s], arch[f"k{s}_{b}"], arch[f"e{s}_{b}"]))
                 in_c = stage_c[s]
+            stages.append(blocks)
         head = ConvBNAct(self.head.static(in_c, head_c, 1), self.head_bn.static(head_c), "hswish")
-        return StaticNet(stem, blocks, head, self.classifier.static(head_c), arch["resolution"], arch)
+        return StaticNet(stem, stages, head, self.classifier.static(head_c), arch["resolution"], arch, first=first)

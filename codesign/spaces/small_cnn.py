@@ -104,10 +104,12 @@ class SmallCNNSupernet(ElasticNet):
     def static(self, arch: Arch) -> StaticNet:
         stem_c = self.space.config["stem_channels"]
         stem = ConvBNAct(self.stem.static(self.in_channels, stem_c, 3), self.stem_bn.static(stem_c), "relu")
-        blocks, in_c = [], stem_c
+        stages, in_c = [], stem_c
         for s, stage in enumerate(self.stages):
             c = self.space.stage_width(arch, s)
+            blocks = []
             for b in range(arch[f"d{s}"]):
                 blocks.append(stage[b].static(in_c, c, arch[f"k{s}_{b}"]))
                 in_c = c
-        return StaticNet(stem, blocks, None, self.classifier.static(in_c), self.data_resolution, arch)
+            stages.append(blocks)
+        return StaticNet(stem, stages, None, self.classifier.static(in_c), self.data_resolution, arch)
