@@ -12,6 +12,8 @@
    fastest quarter of the runs (``fast_ms``; other processes on a shared machine only ever add
    time); a network's latency is the lowest over rounds of its ``fast_ms`` (its least-disturbed
    state).  The median over rounds and the plain per-run medians are reported too.
+   The per-network overhead (per run, per kernel, kernel-sum scale) is fitted on ``--calibrate``
+   of the *training* networks measured whole (never on held-out ones).
 3. Baseline: latency proportional to MACs with the best single scale for the held-out set
    (an oracle scale, which flatters the baseline).
 4. TVM path: ``--tvm-nets`` of the held-out networks compiled with TVM (llvm, untuned); their
@@ -59,6 +61,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--random", type=int, default=800, help="random kernel configurations profiled")
     ap.add_argument("--held-out", type=int, default=50, help="held-out networks predicted and measured")
     ap.add_argument("--budget-s", type=float, default=390, help="kernel profiling budget")
+    ap.add_argument("--calibrate", type=int, default=24, help="training networks measured whole to fit the per-network overhead")
     ap.add_argument("--rounds", type=int, default=5, help="measurement rounds over the held-out networks")
     ap.add_argument("--tvm-nets", type=int, default=3, help="held-out networks also run through TVM (0: skip)")
     ap.add_argument("--work", type=Path, default=None, help="directory for networks and the kernel cache (default: temp)")
@@ -89,7 +92,9 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     blocks = blocks_from_workloads([load_onnx(p) for p in train]) + random_blocks(args.random, seed=0)
     summary = M.run_profile(store, blocks, budget_s=args.budget_s)
+    fit = M.calibrate_network_overhead(store, train[: args.calibrate]) if args.calibrate else None
     t_prof = time.perf_counter() - t0
+    print(f"overhead fit on {args.calibrate} training networks: {fit}", flush=True)
     print(f"profiled {summary['profiled']}/{len(blocks)} blocks -> {summary['stored_total']} kernels in {t_prof:.0f} s; "
           f"overhead {summary['overhead']}", flush=True)
 
@@ -128,6 +133,7 @@ def main(argv=None) -> dict:
         "machine": machine_info("onnxruntime"), "python": platform.python_version(),
         "settings": {"threads": 1, "opt_level": "ORT_ENABLE_ALL", "execution": "sequential", **vars(args)},
         "profile": {**{k: v for k, v in summary.items() if k != "machine"}, "blocks_total": len(blocks), "seconds": t_prof},
+        "overhead_fit": fit,
         "held_out": {
             "n": len(held), "identical_specs_with_training": overlap,
             "latency_ms_range": [float(meas_a.min()), float(meas_a.max())],
@@ -138,6 +144,12 @@ def main(argv=None) -> dict:
             "exact_hit_share": float(np.sum(hits) / np.sum(kernels)), "kernels": int(np.sum(kernels)),
             "predict_s_per_net": float(np.median(t_pred)), "measure_seconds": t_meas,
             "round_spread_median": float(np.median([max(r) / min(r) - 1 for r in rounds])),
+            # the measurement's own repeatability: min over the first half of the rounds vs min
+            # over the second half (independent sessions, a minute or more apart)
+            "self_agreement_within_10pct": float(np.mean([abs(min(r[: len(r) // 2]) / min(r[len(r) // 2:]) - 1) <= 0.10
+                                                          for r in rounds])) if args.rounds >= 2 else None,
+            "self_agreement_within_20pct": float(np.mean([abs(min(r[: len(r) // 2]) / min(r[len(r) // 2:]) - 1) <= 0.20
+                                                          for r in rounds])) if args.rounds >= 2 else None,
             "median_clock_within_10pct": within(preds_a, [float(np.median(m)) for m in medians], 0.10),
             "median_over_rounds_within_10pct": within(preds_a, meas_med, 0.10),
             "median_over_rounds_within_20pct": within(preds_a, meas_med, 0.20),
@@ -151,6 +163,7 @@ def main(argv=None) -> dict:
                       "rounds_fast_ms": r, "rounds_median_ms": md, "exact_hits": h, "kernels": k}
                      for p, m, a, b, r, md, h, k in zip(held, macs, preds, meas, rounds, medians, hits, kernels)],
     }
+    print(f"measurement self-agreement within 10%: {res['held_out']['self_agreement_within_10pct']}")
     print(f"held-out: within 10% {res['held_out']['within_10pct']:.0%}, within 20% {res['held_out']['within_20pct']:.0%}, "
           f"median |err| {res['held_out']['median_abs_err']:.1%}, Spearman {res['held_out']['spearman']:.3f}; "
           f"MACs: within 10% {res['macs_baseline']['within_10pct']:.0%}, Spearman {res['macs_baseline']['spearman']:.3f}", flush=True)

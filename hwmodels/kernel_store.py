@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TABLES = {"meta", "kernels", "overheads", "blocks"}
 
 
@@ -115,6 +115,7 @@ CREATE INDEX IF NOT EXISTS kernels_kind ON kernels (backend, machine, threads, o
 CREATE TABLE IF NOT EXISTS overheads (
     backend TEXT NOT NULL, machine TEXT NOT NULL, threads INTEGER NOT NULL, opt_level TEXT NOT NULL,
     per_run_us REAL NOT NULL, per_node_us REAL NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL,
+    scale REAL NOT NULL DEFAULT 1.0, source TEXT NOT NULL DEFAULT 'chain',
     PRIMARY KEY (backend, machine, threads, opt_level));
 CREATE TABLE IF NOT EXISTS blocks (
     block_hash TEXT NOT NULL, backend TEXT NOT NULL, machine TEXT NOT NULL, threads INTEGER NOT NULL,
@@ -254,15 +255,24 @@ class KernelStore:
 
     # -- overheads -------------------------------------------------------------------
     def put_overhead(self, backend: str, machine: str, threads: int, opt_level: str,
-                     per_run_us: float, per_node_us: float, n: int) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO overheads VALUES (?,?,?,?,?,?,?,?)",
-                           (backend, machine, int(threads), opt_level, float(per_run_us), float(per_node_us), int(n), time.time()))
+                     per_run_us: float, per_node_us: float, n: int, scale: float = 1.0, source: str = "chain") -> None:
+        """Network latency = per_run_us + scale * sum(kernel times) + per_node_us * kernels."""
+        self._conn.execute("INSERT OR REPLACE INTO overheads VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (backend, machine, int(threads), opt_level, float(per_run_us), float(per_node_us), int(n),
+                            time.time(), float(scale), source))
         self._conn.commit()
 
     def get_overhead(self, backend: str, machine: str, threads: int, opt_level: str) -> tuple[float, float] | None:
-        row = self._conn.execute("SELECT per_run_us, per_node_us FROM overheads WHERE backend=? AND machine=? AND threads=? "
-                                 "AND opt_level=?", (backend, machine, int(threads), opt_level)).fetchone()
-        return (float(row[0]), float(row[1])) if row else None
+        o = self.overhead(backend, machine, threads, opt_level)
+        return (o["per_run_us"], o["per_node_us"]) if o else None
+
+    def overhead(self, backend: str, machine: str, threads: int, opt_level: str) -> dict | None:
+        row = self._conn.execute("SELECT per_run_us, per_node_us, n, scale, source FROM overheads WHERE backend=? AND "
+                                 "machine=? AND threads=? AND opt_level=?", (backend, machine, int(threads), opt_level)).fetchone()
+        if not row:
+            return None
+        return {"per_run_us": float(row[0]), "per_node_us": float(row[1]), "n": int(row[2]), "scale": float(row[3]),
+                "source": row[4]}
 
 
 def _record(row) -> KernelRecord:

@@ -57,8 +57,8 @@ def nets(tmp_path_factory):
 def store(tmp_path_factory, nets):
     """Kernels of SmallNet (exact hits) plus random samples (regression data); not MobileNetV2."""
     s = KernelStore(tmp_path_factory.mktemp("cache") / "k.sqlite")
-    blocks = blocks_from_workloads([load_onnx(nets["small"])]) + random_blocks(60, seed=3)
-    summary = run_profile(s, blocks, repeats=10, warmup=2)
+    blocks = blocks_from_workloads([load_onnx(nets["small"])]) + random_blocks(40, seed=3)
+    summary = run_profile(s, blocks, repeats=8, warmup=2)
     assert summary["failed"] == 0 and not summary["interrupted"]
     yield s
     s.close()

@@ -20,7 +20,7 @@ def profile(
     backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (profiler per-node times) or tvm (llvm build, VM time evaluator)"),
     budget_s: float = typer.Option(300.0, "--budget-s", help="stop after this many seconds (what was measured is kept)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="kernel cache (SQLite); default: the user cache dir, or $CODESIGN_KERNEL_CACHE"),
-    model: Optional[list[Path]] = typer.Option(None, "--model", "-m", help="also profile every kernel of this ONNX network (repeatable)"),
+    model: Optional[list[Path]] = typer.Option(None, "--model", "-m", help="also profile every kernel of this ONNX network (repeatable); with 3 or more, the per-network overhead is fitted on them"),
     samples: int = typer.Option(400, "--samples", help="random kernel configurations to sample (0 = none)"),
     seed: int = typer.Option(0, "--seed", help="seed of the random kernel sampling"),
     threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default: the target's, host = 1)"),
@@ -65,6 +65,14 @@ def profile(
             bar.update(task, completed=done, description=f"kernels ({label[:40]})")
 
         summary = run_profile(store, blocks, backend, nthreads, opt_level, budget_s, repeats, warmup, on_progress)
+    if backend == "onnxruntime" and len(model or []) >= 3 and not summary["interrupted"]:
+        from hwmodels.measured import calibrate_network_overhead
+
+        fit = calibrate_network_overhead(store, list(model), nthreads, opt_level, min_nets=3)
+        if fit:
+            console.print(f"network overhead fitted on {fit['n']} --model networks: {fit['per_run_us']:.1f} us/run, "
+                          f"{fit['per_node_us']:.2f} us/kernel, kernel-sum scale {fit['scale']:.3f} "
+                          f"(median fit error {fit['median_abs_rel_err']:.1%})")
     store.close()
     console.print(f"stored {summary['kernels_stored']} new kernel measurements "
                   f"({summary['already_known']} already in the cache, {summary['failed']} blocks failed) in "
