@@ -32,6 +32,7 @@ def _register() -> None:
     _optional("codesign.cli.profile", "profile", "profile")
     _optional("codesign.cli.calibrate", "calibrate", "calibrate")
     _optional("codesign.cli.check", "check", "check")
+    _optional("codesign.cli.search", "search", "search")
     _optional("codesign.cli.train", "train_supernet", "train-supernet")
     _optional("codesign.cli.train", "evaluate", "evaluate")
 

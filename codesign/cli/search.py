@@ -1,0 +1,135 @@
+"""`codesign search CONFIG.toml --out DIR`: the joint co-design search and its artifacts."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from codesign.errors import CodesignError
+
+
+def search(
+    config: Path = typer.Argument(..., help="search config (TOML); see examples/digits_systolic.toml"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder: study.db, pareto.csv/json, model files, report.html"),
+    strategy: str = typer.Option("both", "--strategy", help="joint | sequential | both (side by side, same budget each)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the study in OUT after a crash or Ctrl-C"),
+    pick: Optional[int] = typer.Option(None, "--pick", help="index in the joint front of the design to export (default: knee point)"),
+    trials: Optional[int] = typer.Option(None, "--trials", help="override budget.trials"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="override the config's seed"),
+) -> None:
+    """Search architecture x per-layer bits x accelerator together; write the chosen design's files."""
+    from codesign.search.config import load_config
+
+    cfg = load_config(config)
+    if trials is not None:
+        if trials < 2:
+            raise CodesignError("--trials must be at least 2")
+        cfg.budget.trials = trials
+    if seed is not None:
+        cfg.seed = seed
+    strategies = {"joint": ["joint"], "sequential": ["sequential"], "both": ["joint", "sequential"]}.get(strategy)
+    if strategies is None:
+        raise CodesignError(f"--strategy {strategy!r}: use joint, sequential or both")
+    _prepare_out(out, resume, cfg)
+    console = Console(stderr=True)
+    lock = out / ".lock"
+    lock.write_text(str(os.getpid()))
+    try:
+        _run(cfg, out, strategies, pick, console)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _prepare_out(out: Path, resume: bool, cfg) -> None:
+    db = out / "study.db"
+    if out.exists() and not out.is_dir():
+        raise CodesignError(f"--out {out} exists and is not a folder")
+    if db.exists() and not resume:
+        raise CodesignError(f"{out} already holds a study; pass --resume to continue it or choose another --out")
+    lock = out / ".lock"
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip())
+            os.kill(pid, 0)
+            raise CodesignError(f"{out} is in use by a running search (pid {pid})")
+        except (ValueError, ProcessLookupError, PermissionError):
+            lock.unlink(missing_ok=True)    # left behind by a process that died
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    current = cfg.model_dump()
+    if resume and saved.exists():
+        before = json.loads(saved.read_text())
+        if before != json.loads(json.dumps(current)):
+            changed = sorted(k for k in current if before.get(k) != json.loads(json.dumps(current[k])))
+            raise CodesignError(f"--resume: the config differs from the one the study in {out} was started with "
+                                f"(changed: {', '.join(changed)}); resume with the same config")
+    saved.write_text(json.dumps(current, indent=2))
+
+
+def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console) -> None:
+    from codesign.report.html import write_report
+    from codesign.search.artifacts import write_design, write_fronts
+    from codesign.search.problem import Problem
+    from codesign.search.runner import Runner, front, pick
+
+    console.print(f"[bold]codesign search[/]: space {cfg.space.name}, data {cfg.data.source}, target {cfg.target.name}, "
+                  f"{cfg.algorithm}, {cfg.budget.trials} trials per strategy, seed {cfg.seed}")
+    with console.status("preparing: data, supernet (trained once, then reused), target"):
+        problem = Problem(cfg, out, log=lambda m: console.print(f"  {m}"))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("front {task.fields[front]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console)
+    tasks: dict[str, int] = {}
+
+    def report(label: str, done: int, total: int, front_size: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total, front=0)
+        progress.update(tasks[label], completed=done, front=front_size)
+
+    runner = Runner(problem, cfg, out, report)
+    rows = {}
+    with progress:
+        for s in strategies:
+            rows[s] = runner.joint() if s == "joint" else runner.sequential()
+    if not any(rows.values()):
+        raise CodesignError("the budget ran out before any trial finished; raise budget.minutes")
+    fronts = {s: front(r, cfg.objectives) for s, r in rows.items()}
+    if not any(fronts.values()):
+        raise CodesignError("no trial met the constraints; relax them (see the trials in study.db)")
+    with console.status("measuring test accuracy of the front members"):
+        test_acc = {(s, r.number, r.phase): problem.evaluate(r.candidate, part="test")["accuracy"]
+                    for s, f in fronts.items() for r in f}
+    summary = write_fronts(out, rows, cfg.objectives, test_acc)
+    main = "joint" if fronts.get("joint") else next(s for s in fronts if fronts[s])
+    if pick_index is not None and not 0 <= pick_index < len(fronts[main]):
+        raise CodesignError(f"--pick {pick_index}: the {main} front has {len(fronts[main])} members (0..{len(fronts[main]) - 1})")
+    chosen = pick(rows[main], cfg.objectives, pick_index)
+    with console.status("exporting the chosen design (ONNX, QDQ ONNX, TVM module, accelerator)"):
+        design = write_design(out, problem, chosen)
+        _, cost = problem.cost(chosen.candidate)
+        write_report(out / "report.html", cfg.objectives, rows, fronts, summary, design, cost, problem.target)
+    _print(console, summary, design, out)
+
+
+def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
+    table = Table(title="fronts")
+    for c in ("strategy", "trials", "feasible", "front", "hypervolume"):
+        table.add_column(c)
+    for s, v in summary["strategies"].items():
+        table.add_row(s, str(v["trials"]), str(v["feasible"]), str(v["front_size"]), f"{v['hypervolume']:.4f}")
+    console.print(table)
+    if "joint_dominates_sequential" in summary:
+        console.print(f"joint front dominates sequential front: {summary['joint_dominates_sequential']}")
+    m = design["metrics"]
+    console.print("chosen design: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k in
+                                                ("accuracy", "latency_ms", "energy_mj", "area_mm2", "size_kb")))
+    console.print(f"test accuracy: fake-quant {design['accuracy_test_fake_quant']:.4f}, "
+                  f"model.qdq.onnx (onnxruntime) {design['accuracy_test_qdq_onnxruntime']:.4f}")
+    console.print(f"artifacts in {out}: pareto.csv, pareto.json, model.onnx, model.qdq.onnx, "
+                  + ("accelerator.toml, " if "accelerator" in design else "") + "model_tvm.so, report.html, study.db")

@@ -1,0 +1,117 @@
+"""The files a search hands back: fronts, the chosen design as deployable files, a report."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import tomli_w
+import torch
+
+from codesign.search.pareto import dominates_all, front_indices, hypervolume, normalizer
+from codesign.search.problem import Problem
+from codesign.search.runner import Row, front
+
+
+def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: list[str],
+                 test_accuracy: dict[tuple[str, int, str], float]) -> dict:
+    """pareto.csv / pareto.json: every front member with its candidate and measured metrics;
+    hypervolume of each strategy's front on one shared normalisation."""
+    fronts = {s: front(rows, objectives) for s, rows in rows_by_strategy.items()}
+    every = [r.metrics for rows in rows_by_strategy.values() for r in rows if r.feasible]
+    norm = normalizer(every, objectives) if every else None
+    summary = {"objectives": objectives, "strategies": {}}
+    for s, f in fronts.items():
+        summary["strategies"][s] = {
+            "trials": len(rows_by_strategy[s]),
+            "feasible": sum(r.feasible for r in rows_by_strategy[s]),
+            "front_size": len(f),
+            "hypervolume": hypervolume([r.metrics for r in f], objectives, norm) if norm is not None else 0.0,
+        }
+    if "joint" in fronts and "sequential" in fronts:
+        summary["joint_dominates_sequential"] = dominates_all([r.metrics for r in fronts["joint"]],
+                                                              [r.metrics for r in fronts["sequential"]], objectives)
+    members = []
+    for s, f in fronts.items():
+        for r in f:
+            members.append({"strategy": s, "phase": r.phase, "trial": r.number,
+                            "test_accuracy": test_accuracy.get((s, r.number, r.phase)),
+                            **r.metrics, **r.candidate.to_json()})
+    (out / "pareto.json").write_text(json.dumps({"summary": summary, "front": members}, indent=2, default=float))
+    keys = ["strategy", "phase", "trial", *objectives, "test_accuracy",
+            *[k for k in ("latency_ms", "energy_mj", "area_mm2", "size_kb", "sram_kb", "macs", "params") if k not in objectives],
+            "arch", "bits", "hw"]
+    with open(out / "pareto.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for m in members:
+            w.writerow({k: json.dumps(m[k], sort_keys=True) if isinstance(m.get(k), (dict, list)) else m.get(k)
+                        for k in keys})
+    return summary
+
+
+def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
+    """model.onnx, model.qdq.onnx (accuracy re-measured with onnxruntime), accelerator.toml,
+    the TVM-compiled module, design.json."""
+    from codesign.export import example_input, export_onnx
+    from codesign.quant import quant_params, quantize_model
+    from codesign.search.problem import torch_to_onnx_names
+    from codesign.search.qdq import onnx_accuracy, write_qdq
+    from codesign.supernet import accuracy
+
+    cand = chosen.candidate
+    module = problem.module(cand.arch)
+    splits = problem.splits
+    x = example_input(module, splits.in_channels, splits.resolution)
+    fp32 = export_onnx(module, x, out / "model.onnx", problem.space.name)
+    wl, names = problem.workload(cand.arch)
+    bit_map = problem.bit_map(cand, module)
+    torch.manual_seed(0)
+    qmodel = quantize_model(module, bit_map, splits.val.x[:256])
+    res = getattr(module, "input_resolution", None)
+    fake_quant_test = accuracy(qmodel, splits.test)
+    qdq = write_qdq(fp32, out / "model.qdq.onnx", quant_params(qmodel), names)
+    qdq_test = onnx_accuracy(qdq, splits.test.x, splits.test.y, res)
+    fp32_test = onnx_accuracy(fp32, splits.test.x, splits.test.y, res)
+    design = {"strategy": chosen.strategy, "trial": chosen.number, **cand.to_json(), "metrics": chosen.metrics,
+              "accuracy_test_fake_quant": fake_quant_test, "accuracy_test_qdq_onnxruntime": qdq_test,
+              "accuracy_test_fp32_onnxruntime": fp32_test,
+              "onnx_layer_bits": {names[n]: list(b) for n, b in bit_map.items() if n in names}}
+    if problem.is_template:
+        write_accelerator(out / "accelerator.toml", problem, cand.hw, bit_map)
+        design["accelerator"] = str(out / "accelerator.toml")
+    design["tvm_module"] = compile_tvm(fp32, out / "model_tvm.so", tuple(x.shape))
+    (out / "design.json").write_text(json.dumps(design, indent=2, default=float))
+    return design
+
+
+def write_accelerator(path: Path, problem: Problem, hw: dict, bit_map: dict) -> Path:
+    """A target file for the chosen accelerator: the template fixed at the chosen point."""
+    data = problem.target.model_dump(exclude_none=True)
+    widest = max((max(b) for b in bit_map.values()), default=8)
+    default = {**data["systolic"]["default"], **hw, "word_bits": min(widest, 16)}
+    data["name"] = "accelerator"
+    data["description"] = (f"{hw.get('rows')}x{hw.get('cols')} {hw.get('dataflow')} systolic array chosen by "
+                           f"codesign search from {problem.target.name}")
+    data["systolic"] = {"default": default, "ranges": {k: [v] for k, v in hw.items()}}
+    data["peak_gmacs"] = {p: default["rows"] * default["cols"] * default["clock_mhz"] / 1e3 for p in data["peak_gmacs"]}
+    path.write_text("# written by `codesign search`; use it with --target\n" + tomli_w.dumps(data))
+    return path
+
+
+def compile_tvm(onnx_path: Path, out_path: Path, input_shape: tuple[int, ...]) -> str:
+    """TVM-compiled (llvm) shared library of the fp32 model, or why it could not be built."""
+    try:
+        import tvm
+        from tvm import relax
+
+        from codesign.frontends.tvm_frontend import relax_from_onnx
+
+        mod = relax_from_onnx(onnx_path, {"input": input_shape})
+        mod = relax.transform.DecomposeOpsForInference()(mod)
+        mod = relax.transform.LegalizeOps()(mod)
+        ex = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+        ex.export_library(str(out_path))
+        return str(out_path)
+    except Exception as e:   # TVM is optional for the rest of the artifacts
+        return f"not built: {type(e).__name__}: {' '.join(str(e).split())[:200]}"

@@ -1,0 +1,111 @@
+"""The search config (TOML): what to search, on what data, for which hardware, under what limits."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from codesign.errors import CodesignError
+
+OBJECTIVES = ("accuracy", "latency_ms", "energy_mj", "area_mm2", "size_kb")
+# direction of each objective: accuracy up, everything else down
+MAXIMIZE = {"accuracy"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpaceSection(_Strict):
+    name: str = "small-cnn"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the space")
+
+
+class DataSection(_Strict):
+    source: str = "digits"          # "digits", an .npz file, or an image folder
+    seed: int = 0
+
+
+class SupernetSection(_Strict):
+    epochs: int = Field(default=20, ge=1)
+    checkpoint_dir: str = ""        # default: <out>/checkpoints
+
+
+class TargetSection(_Strict):
+    name: str = "systolic"          # a bundled name or a .toml path
+    cost_model: Literal["auto", "roofline", "systolic"] = "auto"
+    search_hardware: bool = True    # only for templates: search the accelerator config
+    ranges: dict[str, list] = Field(default_factory=dict, description="override template ranges")
+
+
+class QuantSection(_Strict):
+    bits: list[int] = Field(default_factory=lambda: [4, 8, 16])
+    per_layer: bool = True
+
+
+class Constraints(_Strict):
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_energy_mj: float | None = Field(default=None, gt=0)
+    max_area_mm2: float | None = Field(default=None, gt=0)
+    max_size_kb: float | None = Field(default=None, gt=0)
+    max_sram_kb: float | None = Field(default=None, gt=0)
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+
+
+class Budget(_Strict):
+    trials: int = Field(default=40, ge=2)
+    minutes: float = Field(default=10.0, gt=0)
+
+
+class SearchConfig(_Strict):
+    seed: int = 0
+    algorithm: Literal["nsga2", "tpe", "random"] = "nsga2"
+    space: SpaceSection = SpaceSection()
+    data: DataSection = DataSection()
+    supernet: SupernetSection = SupernetSection()
+    target: TargetSection = TargetSection()
+    quantization: QuantSection = QuantSection()
+    objectives: list[Literal["accuracy", "latency_ms", "energy_mj", "area_mm2", "size_kb"]] = \
+        Field(default_factory=lambda: ["accuracy", "latency_ms", "energy_mj"])
+    constraints: Constraints = Constraints()
+    budget: Budget = Budget()
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if len(set(self.objectives)) < 2:
+            raise ValueError("objectives: give at least two distinct objectives")
+        if "accuracy" not in self.objectives:
+            raise ValueError("objectives: include 'accuracy' (a co-design search trades it against cost)")
+        if not self.quantization.bits:
+            raise ValueError("quantization.bits: the bit-width choices are empty")
+        bad = [b for b in self.quantization.bits if b not in (2, 4, 8, 16, 32)]
+        if bad:
+            raise ValueError(f"quantization.bits: {bad[0]} is not one of 2, 4, 8, 16, 32")
+        for k, v in self.target.ranges.items():
+            if not v:
+                raise ValueError(f"target.ranges.{k}: the range is empty")
+        return self
+
+    def digest(self) -> dict:
+        return self.model_dump()
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise CodesignError(f"search config not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CodesignError(f"search config {path} is not valid TOML: {e}") from None
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (see examples/digits_systolic.toml for the keys)"
+        raise CodesignError(f"search config {path}: '{loc}': {msg}") from None

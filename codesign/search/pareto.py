@@ -1,0 +1,60 @@
+"""Pareto fronts, hypervolume (pymoo) and the knee point, on objective dicts."""
+from __future__ import annotations
+
+import numpy as np
+
+from codesign.search.config import MAXIMIZE
+
+
+def as_minimization(rows: list[dict], objectives: list[str]) -> np.ndarray:
+    """Objective matrix with every column to be minimised (accuracy -> error)."""
+    return np.array([[(1.0 - r[o]) if o in MAXIMIZE else r[o] for o in objectives] for r in rows], float)
+
+
+def front_indices(rows: list[dict], objectives: list[str]) -> list[int]:
+    """Indices of the non-dominated rows (duplicates keep their first occurrence)."""
+    if not rows:
+        return []
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    f = as_minimization(rows, objectives)
+    first = NonDominatedSorting().do(f, only_non_dominated_front=True)
+    seen, out = set(), []
+    for i in sorted(int(i) for i in first):
+        key = tuple(np.round(f[i], 12))
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return out
+
+
+def normalizer(all_rows: list[dict], objectives: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-objective (low, high) over everything compared, so fronts share one scale."""
+    f = as_minimization(all_rows, objectives)
+    lo, hi = f.min(axis=0), f.max(axis=0)
+    return lo, np.where(hi > lo, hi, lo + 1.0)
+
+
+def hypervolume(rows: list[dict], objectives: list[str], norm: tuple[np.ndarray, np.ndarray]) -> float:
+    """Hypervolume of ``rows`` in the normalised space, reference point 1.1 in every objective."""
+    if not rows:
+        return 0.0
+    from pymoo.indicators.hv import HV
+
+    lo, hi = norm
+    f = (as_minimization(rows, objectives) - lo) / (hi - lo)
+    return float(HV(ref_point=np.full(len(objectives), 1.1))(f))
+
+
+def knee(rows: list[dict], objectives: list[str]) -> int:
+    """The front member closest to the ideal point after normalising each objective to [0, 1]."""
+    f = as_minimization(rows, objectives)
+    lo, hi = f.min(axis=0), f.max(axis=0)
+    z = (f - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return int(np.argmin(np.linalg.norm(z, axis=1)))
+
+
+def dominates_all(a: list[dict], b: list[dict], objectives: list[str]) -> bool:
+    """Whether every member of front ``b`` is weakly dominated by some member of ``a``."""
+    fa, fb = as_minimization(a, objectives), as_minimization(b, objectives)
+    return all(any(np.all(x <= y) for x in fa) for y in fb)
