@@ -12,12 +12,14 @@ numpy broadcasting over ``[n_configs, n_layers]``:
 * total cycles = folds * rows_per_fold - 1 (``max(ofmap_serviced_cycles)``) + stalls.
 * mapping efficiency and compute utilisation are SCALE-Sim's per-fold averages; SRAM read /
   write counts are its request counters (including its +R+C per fold ofmap count in os).
-* DRAM traffic in CALC mode replays ``ReadBufferEstimateBw``: an operand whose distinct
-  words fit in half the SRAM (50 sets of floor(words/100)) is read exactly once per word.
-  Larger operands are re-streamed once per pass (an approximation, see ``DRAM_NOTE``).
-* USER-bandwidth stalls follow ``read_buffer``: fixed-size refills of half the buffer
-  chained back to back on the DRAM timeline; the layer stalls by the lateness of the worst
-  refill (an analytical approximation of SCALE-Sim's row-by-row replay, see ``STALL_NOTE``).
+* CALC mode (no stalls): DRAM traffic replays ``ReadBufferEstimateBw``: an operand whose
+  distinct words fit in half the SRAM (50 sets of floor(words/100)) is read once per word;
+  the ofmap ``write_buffer`` drains (and its one-word-line quirk) are modelled exactly, which
+  gives ``total_cycles_incl_prefetch``.  Spilling ifmaps are estimated (``DRAM_NOTE``).
+* USER mode: ``read_buffer`` walks a window of half the SRAM over the prefetch stream and
+  refills it back to back at the given bandwidth; refill counts and stalls come from a walk
+  model per operand (``_user_read``).  Exact when operands fit, an approximation otherwise
+  (``STALL_NOTE``; measured figures in benchmarks/RESULTS.md).
 
 Word size: SCALE-Sim hard-codes 1 byte per word; here an SRAM of KB kilobytes holds
 KB*1024*8/word_bits words, which equals SCALE-Sim's count at 8 bits.
@@ -33,12 +35,13 @@ from codesign.errors import CodesignError
 
 DATAFLOWS = ("ws", "os", "is")
 DRAM_NOTE = (
-    "DRAM reads are exact when an operand's distinct words fit in half its SRAM; otherwise "
-    "the operand is counted as re-streamed once per fold pass (SCALE-Sim keeps partial reuse)."
+    "CALC-mode DRAM reads are exact when an operand's distinct words fit in half its SRAM; "
+    "a spilling ifmap is estimated with reuse inside one fold only (ws close, os/is high)."
 )
 STALL_NOTE = (
-    "Stall cycles with USER bandwidth are an analytical lateness bound of SCALE-Sim's "
-    "back-to-back half-buffer refills, not its row-by-row replay."
+    "USER-bandwidth stalls and DRAM reads come from an analytical model of SCALE-Sim's refill "
+    "walk: exact when operands fit their SRAMs, within a few % for regularly streaming "
+    "bandwidth-bound layers, tens of % off where refill windows resonate with fold edges."
 )
 
 
@@ -345,7 +348,6 @@ def simulate(layers: SystolicLayers, configs: ArrayConfigs) -> SystolicResult:
     d_if = layers.ifmap_words[None, :]
     v_if = layers.ifmap_valid[None, :]
     d_fl = K * N
-    pass_if = np.where(df == 2, 1, cf)
     pass_fl = np.select([df == 0, df == 1], [1, rf], cf)
 
     # CALC: ReadBufferEstimateBw; epoch capacity = 50 sets of floor(words/100)
@@ -498,6 +500,37 @@ def _ofmap_write_row(n, df, R, C, sr, sc, t, rf, cf, F):
     return np.where(os_, row_os, row_ws)
 
 
+def _edges_in_zones(x0, step, count, period, lo, hi):
+    """How many of the window edges x0 + k*step (k < count) fall within [lo, hi] of a
+    multiple of ``period`` (a slab boundary).
+
+    SCALE-Sim's window (50 sets of ceil(words/100)) is often just over a multiple of a
+    power-of-two slab, so the edges drift slowly across slab boundaries: counted exactly while
+    they drift less than two periods, by the equidistributed fraction beyond that.
+    """
+    x0, step, count, period = (np.asarray(v, dtype=np.int64) for v in (x0, step, count, period))
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    width = np.maximum(hi - lo + 1, 0)
+    period = np.maximum(period, 1)
+    delta = (step + period // 2) % period - period // 2          # signed drift per edge
+    r0 = x0 % period
+    avg = count * np.minimum(width, period) / period
+    still = (delta == 0)
+    in_zone0 = ((r0 >= lo) & (r0 <= hi)) | ((r0 - period >= lo) & (r0 - period <= hi))
+    exact = np.zeros(np.broadcast(x0, step, count, period).shape, dtype=float)
+    d = np.where(still, 1, delta)
+    for m in range(-2, 4):
+        a = m * period + lo - r0
+        b = m * period + hi - r0
+        k_lo = np.where(d > 0, -(-a // d), -(-b // d))
+        k_hi = np.where(d > 0, b // d, a // d)
+        k_lo, k_hi = np.maximum(k_lo, 0), np.minimum(k_hi, count - 1)
+        exact += np.maximum(k_hi - k_lo + 1, 0)
+    slow = np.abs(delta) * count < 2 * period
+    out = np.where(still, np.where(in_zone0, count, 0), np.where(slow, exact, avg))
+    return np.where(width > 0, out, 0)
+
+
 def _user_read(words, bw, valid, pre_len, st):
     """USER-bandwidth read buffer (scalesim ``read_buffer``): (DRAM words, refills, stall cycles).
 
@@ -538,8 +571,11 @@ def _user_read(words, bw, valid, pre_len, st):
     fwd1 = np.maximum(_cdiv(np.maximum(n_sets - A, 0), Pn), 0)              # kinds 1, 2
     margin = (A - Pn) * e                      # words kept behind the demand after a refill
     zone = ru * (ru - 1)
-    p_zone = np.clip((zone - margin) / (Pn * e), 0.0, 1.0)
-    wraps0 = passes * np.maximum(st["nb"] - 1, 0) * p_zone
+    lo, hi = margin - zone // 2 + 1, zone // 2
+    # slab boundaries inside a pass; pass ends (multiples of nb slabs) wrap to the start anyway
+    wraps0 = (_edges_in_zones(A * e, Pn * e, fwd0, T * ru, lo, hi)
+              - _edges_in_zones(A * e, Pn * e, fwd0, st["nb"] * T * ru, lo, hi))
+    wraps0 = np.where(st["nb"] > 1, np.maximum(wraps0, 0), 0)
     wraps1 = np.where(st["chunk"] > margin, fwd1, 0)
     p_blk = np.clip((st["blk"] - margin) / (Pn * e), 0.0, 1.0)
     wraps2 = passes * p_blk * (st["nb"] > 1)

@@ -80,12 +80,13 @@ def test_user_mode_without_stalls_matches_every_count(dataflow, rows, cols):
             assert o[k] == r[k], f"{name} {dataflow} {rows}x{cols}: {k} ours {o[k]} scalesim {r[k]}"
 
 
-# bandwidth-bound layers whose refills stream regularly (no early-eviction wrap-arounds)
+# bandwidth-bound layers where one operand streams through its SRAM refill after refill.
+# Not every USER case is this close: benchmarks/RESULTS.md has the whole sweep's error.
 STREAMING = [  # (layer row, array, dataflow, SRAM KB, bandwidth)
     (("c3x3", 16, 16, 3, 3, 8, 16, 1, 1), (8, 8), "is", 2, 4),
     (("c3x3", 16, 16, 3, 3, 8, 16, 1, 1), (16, 4), "is", 2, 16),
     (("c5x5", 30, 30, 5, 5, 3, 8, 1, 1), (8, 8), "os", 2, 16),
-    (("c3x3", 16, 16, 3, 3, 8, 16, 1, 1), (16, 4), "os", 2, 4),
+    (("m", 9, 9, 3, 3, 64, 128, 1, 1), (32, 32), "is", 16, 10),
     (("c5x5", 30, 30, 5, 5, 3, 8, 1, 1), (4, 8), "os", 64, 2),
 ]
 
