@@ -208,12 +208,14 @@ class MeasuredModel:
 # ----------------------------------------------------------------------------------------
 def run_profile(store: KernelStore, blocks: list, backend: str = "onnxruntime", threads: int = 1,
                 opt_level: str = "all", budget_s: float | None = None, repeats: int = 30, warmup: int = 5,
-                on_progress=None, measure_overheads: bool = True) -> dict:
+                on_progress=None, measure_overheads: bool = True, passes: int = 1) -> dict:
     """Measure ``blocks`` (from ``hwmodels.kernel_sampling``) into ``store`` within ``budget_s``.
 
     Every measurement is committed as taken; a ``KeyboardInterrupt`` stops the loop and the
     summary (``interrupted=True``) is returned with everything measured so far kept.
-    ``on_progress(done, total, label)`` is called after each block.
+    ``on_progress(done, total, label)`` is called after each block.  ``passes > 1`` (onnxruntime)
+    measures every block again in later passes, minutes apart, and keeps each kernel's faster
+    measurement: on a shared machine a kernel met during a busy spell is re-measured later.
     """
     machine = machine_fingerprint(backend)
     start = time.perf_counter()
@@ -230,25 +232,34 @@ def run_profile(store: KernelStore, blocks: list, backend: str = "onnxruntime", 
                 vm = measure_vm_overhead_us(threads)
                 store.put_overhead("tvm", machine, threads, "llvm", vm, -vm, 1)
                 summary["overhead"] = (vm, -vm)
-        for i, b in enumerate(blocks):
+        n_pass = passes if backend == "onnxruntime" else 1
+        schedule = [(p, i, b) for p in range(n_pass) for i, b in enumerate(blocks)]
+        summary["passes_done"] = 0
+        for j, (pass_no, i, b) in enumerate(schedule):
             if budget_s is not None and time.perf_counter() - start > budget_s:
                 summary["budget_exhausted"] = True
                 break
+            if i == 0:
+                summary["passes_done"] = pass_no
             try:
                 if backend == "onnxruntime":
                     from hwmodels.ort_profiler import profile_block
-                    stored, known = profile_block(b.model, store, machine, threads, opt_level, repeats, warmup)
+                    stored, known = profile_block(b.model, store, machine, threads, opt_level, repeats, warmup,
+                                                  force=pass_no > 0)
                 else:
                     stored, known = _profile_tvm_block(b, store, machine, threads)
-                summary["kernels_stored"] += stored
-                summary["already_known"] += known
-                summary["profiled"] += 1
+                if pass_no == 0:
+                    summary["kernels_stored"] += stored
+                    summary["already_known"] += known
+                    summary["profiled"] += 1
             except KeyboardInterrupt:
                 raise
             except Exception:   # one bad block must not stop a long profile
                 summary["failed"] += 1
             if on_progress is not None:
-                on_progress(i + 1, len(blocks), b.key)
+                on_progress(j + 1, len(schedule), b.key)
+        else:
+            summary["passes_done"] = n_pass
     except KeyboardInterrupt:
         summary["interrupted"] = True
     summary["elapsed_s"] = time.perf_counter() - start
@@ -287,8 +298,10 @@ def tvm_blocks(workloads: list[Workload]) -> list:
 
 
 def calibrate_network_overhead(store: KernelStore, paths: list, threads: int = 1, opt_level: str = "all",
-                               rounds: int = 2, min_nets: int = 5) -> dict | None:
-    """Fit ``latency = per_run + scale * sum(kernels) + per_node * kernels`` on whole networks.
+                               rounds: int = 2, min_nets: int = 5, fit_scale: bool = False) -> dict | None:
+    """Fit ``latency = per_run + scale * sum(kernels) + per_node * kernels`` on whole networks
+    (``scale`` is fixed at 1 unless ``fit_scale``: on a shared machine a scale fitted on
+    networks measured at one moment mostly learns that moment's load).
 
     ``paths``: ONNX networks whose kernels are in the store (calibration networks -- never the
     ones a benchmark evaluates).  Each is measured end to end (``fast_ms``, lowest of
@@ -315,10 +328,11 @@ def calibrate_network_overhead(store: KernelStore, paths: list, threads: int = 1
     if len(rows) < min_nets:
         return None
     S, N, Y = (np.array(c, float) for c in zip(*rows))
-    A = np.vstack([np.ones_like(S), S, N]).T / Y[:, None]
-    coef, *_ = np.linalg.lstsq(A, np.ones_like(Y), rcond=None)
-    per_run, scale, per_node = (float(c) for c in coef)
-    if not (0.5 <= scale <= 2.0):     # ill-conditioned: keep the kernel sum as measured
+    if fit_scale:
+        A = np.vstack([np.ones_like(S), S, N]).T / Y[:, None]
+        coef, *_ = np.linalg.lstsq(A, np.ones_like(Y), rcond=None)
+        per_run, scale, per_node = (float(c) for c in coef)
+    if not fit_scale or not (0.5 <= scale <= 2.0):     # keep the kernel sum as measured
         A2 = np.vstack([np.ones_like(S), N]).T / Y[:, None]
         c2, *_ = np.linalg.lstsq(A2, 1 - S / Y, rcond=None)
         per_run, per_node, scale = float(c2[0]), float(c2[1]), 1.0

@@ -584,11 +584,13 @@ def block_kernels(model, threads: int = 1, opt_level: str = "all") -> list[Runti
 
 
 def profile_block(model, store, machine: str, threads: int = 1, opt_level: str = "all", repeats: int = 30,
-                  warmup: int = 5, force: bool = False) -> tuple[int, int]:
+                  warmup: int = 5, force: bool = False, keep_faster: bool = True) -> tuple[int, int]:
     """Profile one block model and store every kernel it runs.  Returns (stored, already_known).
 
-    A block profiled before (same model bytes, machine, threads, level) is skipped, so an
-    interrupted or repeated profile resumes where it stopped.
+    A block profiled before (same model bytes, machine, threads, level) is skipped unless
+    ``force``, so an interrupted or repeated profile resumes where it stopped.  With
+    ``keep_faster`` a kernel already stored with a lower time keeps it (a kernel measured again
+    -- in another block, or in a second pass -- keeps its least-disturbed measurement).
     """
     from hwmodels.kernel_store import KernelRecord
 
@@ -605,7 +607,7 @@ def profile_block(model, store, machine: str, threads: int = 1, opt_level: str =
         if not (us > 0):
             continue
         store.put(KernelRecord(k.sig_hash, k.kind, k.op, k.signature, k.features, us, mad, n, "onnxruntime",
-                               machine, threads, opt_level), commit=False, keep_faster=not force)
+                               machine, threads, opt_level), commit=False, keep_faster=keep_faster)
         stored += 1
     store.mark_block(bhash, "onnxruntime", machine, threads, opt_level)   # commits the kernels too
     return stored, 0
