@@ -78,10 +78,10 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     from codesign.search.problem import Problem
     from codesign.search.runner import Runner, front, pick
 
-    console.print(f"[bold]codesign search[/]: space {cfg.space.name}, data {cfg.data.source}, target {cfg.target.name}, "
-                  f"{cfg.algorithm}, {cfg.budget.trials} trials per strategy, seed {cfg.seed}")
     with console.status("preparing: data, supernet (trained once, then reused), target"):
         problem = Problem(cfg, out, log=lambda m: console.print(f"  {m}"))
+    console.print(f"[bold]codesign search[/]: space {cfg.space.name}, data {cfg.data.source}, target {cfg.target.name}, "
+                  f"{cfg.algorithm}, {cfg.budget.trials} trials per strategy, seed {cfg.seed}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("front {task.fields[front]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console)

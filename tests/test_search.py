@@ -1,0 +1,177 @@
+"""`codesign search` end to end on digits, kill-and-resume, determinism and bad configs."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import REPO, run_cli
+
+TINY = """
+seed = {seed}
+algorithm = "{algorithm}"
+objectives = ["accuracy", "latency_ms", "energy_mj", "area_mm2"]
+[space]
+name = "small-cnn"
+options = {{ stage_channels = [8, 16], strides = [1, 2], depths = [1, 2], widths = [0.5, 1.0], kernels = [3] }}
+[data]
+source = "digits"
+[supernet]
+epochs = 3
+checkpoint_dir = "{ckpt}"
+[target]
+name = "systolic"
+ranges = {{ rows = [4, 8, 16], cols = [4, 8, 16], ifmap_sram_kb = [4, 8], filter_sram_kb = [4, 8], ofmap_sram_kb = [4, 8], dataflow = ["ws", "os"], dram_bandwidth_words = [4, 16] }}
+[quantization]
+bits = [4, 8, 16]
+[constraints]
+max_sram_kb = 20
+[budget]
+trials = {trials}
+minutes = 10
+"""
+
+
+@pytest.fixture(scope="module")
+def make_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    ckpt = root / "ckpt"
+
+    def make(name="cfg", seed=0, trials=6, algorithm="nsga2", extra=""):
+        p = root / f"{name}.toml"
+        p.write_text(TINY.format(seed=seed, trials=trials, algorithm=algorithm, ckpt=ckpt) + extra)
+        return p
+    return make
+
+
+@pytest.fixture(scope="module")
+def finished_run(make_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = run_cli("search", str(make_config()), "--out", str(out), check_rc=0)
+    return out, proc
+
+
+def test_end_to_end_artifacts(finished_run):
+    out, proc = finished_run
+    for f in ("pareto.csv", "pareto.json", "model.onnx", "model.qdq.onnx", "accelerator.toml", "report.html",
+              "study.db", "design.json"):
+        assert (out / f).stat().st_size > 0, f
+    data = json.loads((out / "pareto.json").read_text())
+    s = data["summary"]["strategies"]
+    assert set(s) == {"joint", "sequential"}
+    assert s["joint"]["trials"] == 6 and s["sequential"]["trials"] == 6
+    assert all(0 <= v["hypervolume"] for v in s.values())
+    for m in data["front"]:
+        assert 0 < m["accuracy"] <= 1 and m["latency_ms"] > 0 and m["area_mm2"] > 0
+        assert m["hw"]["ifmap_sram_kb"] + m["hw"]["filter_sram_kb"] + m["hw"]["ofmap_sram_kb"] <= 20
+        assert 0 < m["test_accuracy"] <= 1
+    design = json.loads((out / "design.json").read_text())
+    # the QDQ file runs in onnxruntime and its measured accuracy matches the fake-quantized one
+    assert abs(design["accuracy_test_qdq_onnxruntime"] - design["accuracy_test_fake_quant"]) <= 0.01
+    sess = ort.InferenceSession(str(out / "model.qdq.onnx"), providers=["CPUExecutionProvider"])
+    shape = [1 if isinstance(d, str) else d for d in sess.get_inputs()[0].shape]
+    assert sess.run(None, {sess.get_inputs()[0].name: np.zeros(shape, np.float32)})[0].shape[-1] == 10
+    # accelerator.toml is a target usable with --target
+    spec = "input=" + "x".join(map(str, shape))          # model.onnx keeps a dynamic batch dimension
+    ana = run_cli("analyze", str(out / "model.onnx"), "--target", str(out / "accelerator.toml"),
+                  "--input-shape", spec, "--json", "-", check_rc=0)
+    assert json.loads(ana.stdout)["cost_model"] == "systolic"
+    assert "plotly" in (out / "report.html").read_text()[:2_000_000]
+
+
+def test_same_seed_same_front(finished_run, make_config, tmp_path):
+    out, _ = finished_run
+    again = tmp_path / "again"
+    run_cli("search", str(make_config()), "--out", str(again), "--strategy", "joint", check_rc=0)
+    first = [m for m in json.loads((out / "pareto.json").read_text())["front"] if m["strategy"] == "joint"]
+    second = json.loads((again / "pareto.json").read_text())["front"]
+    key = lambda m: (m["trial"], round(m["accuracy"], 6), round(m["latency_ms"], 9))
+    assert sorted(map(key, first)) == sorted(map(key, second))
+
+
+def _complete(db):
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_then_resume_loses_no_trial(make_config, tmp_path):
+    cfg = make_config("resume", trials=8)
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "codesign", "search", str(cfg), "--out", str(out), "--strategy", "joint"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "study.db"
+    deadline = time.time() + 400
+    while _complete(db) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _complete(db)
+    assert 3 <= before < 8
+    with sqlite3.connect(db) as c:
+        kept = c.execute("select number, value from trials join trial_values using(trial_id) "
+                         "where state='COMPLETE' and objective=0").fetchall()
+    # resuming without --resume is refused (no silent overwrite)
+    refused = run_cli("search", str(cfg), "--out", str(out), "--strategy", "joint")
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    run_cli("search", str(cfg), "--out", str(out), "--strategy", "joint", "--resume", check_rc=0)
+    assert _complete(db) == 8
+    with sqlite3.connect(db) as c:
+        after = dict(c.execute("select number, value from trials join trial_values using(trial_id) "
+                               "where state='COMPLETE' and objective=0").fetchall())
+    assert all(after[n] == v for n, v in kept)
+    assert json.loads((out / "pareto.json").read_text())["summary"]["strategies"]["joint"]["trials"] == 8
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("\n[bogus]\nx = 1\n", "'bogus': unknown key"),
+    ("", None),
+])
+def test_bad_config_unknown_key(make_config, tmp_path, extra, fragment):
+    if fragment is None:
+        return
+    cfg = make_config("bad_key", extra=extra)
+    proc = run_cli("search", str(cfg), "--out", str(tmp_path / "o"))
+    _one_line(proc, fragment)
+
+
+def _one_line(proc, *frags):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for f in frags:
+        assert f in proc.stderr, proc.stderr
+
+
+def test_bad_configs(make_config, tmp_path):
+    impossible = make_config("impossible").read_text().replace("max_sram_kb = 20", "max_sram_kb = 5")
+    p = tmp_path / "impossible.toml"
+    p.write_text(impossible)
+    _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o1")), "max_sram_kb", "impossible")
+    empty = make_config("empty").read_text().replace("bits = [4, 8, 16]", "bits = []")
+    p = tmp_path / "empty.toml"
+    p.write_text(empty)
+    _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o2")), "quantization", "empty")
+    empty_range = make_config("empty_range").read_text().replace('dataflow = ["ws", "os"]', "dataflow = []")
+    p = tmp_path / "empty_range.toml"
+    p.write_text(empty_range)
+    _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o3")), "target.ranges.dataflow", "empty")
+    missing = make_config("missing").read_text().replace('source = "digits"', f'source = "{tmp_path}/nope.npz"')
+    p = tmp_path / "missing.toml"
+    p.write_text(missing)
+    _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o4")), "nope.npz")
+    _one_line(run_cli("search", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "o5")), "not found")
+    bad_bits = make_config("bad_bits").read_text().replace("bits = [4, 8, 16]", "bits = [3, 8]")
+    p = tmp_path / "bad_bits.toml"
+    p.write_text(bad_bits)
+    _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o6")), "quantization.bits", "3")
