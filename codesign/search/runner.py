@@ -77,7 +77,11 @@ class Runner:
     def __init__(self, problem: Problem, cfg: SearchConfig, out: Path, progress: Callable[[str, int, int, int], None] | None = None):
         self.problem, self.cfg, self.out = problem, cfg, out
         self.progress = progress or (lambda *a: None)
-        self.deadline = time.monotonic() + cfg.budget.minutes * 60
+        self.deadline = 0.0
+
+    def _start_clock(self) -> None:
+        """Each strategy gets the same wall-clock cap (budget.minutes) besides its trial budget."""
+        self.deadline = time.monotonic() + self.cfg.budget.minutes * 60
 
     def _objective(self, fixed: Candidate | None, search: tuple[str, ...]):
         def objective(trial: optuna.Trial):
@@ -115,11 +119,13 @@ class Runner:
 
     # ----- strategies ---------------------------------------------------------------------------
     def joint(self) -> list[Row]:
+        self._start_clock()
         name = f"joint-{self.cfg.algorithm}-s{self.cfg.seed}"
         study = self._run(name, self.cfg.budget.trials, None, ("arch", "bits", "hw"), 0, "joint")
         return _rows(study, "joint", "joint")
 
     def sequential(self) -> list[Row]:
+        self._start_clock()
         phases = ["arch", "bits"] + (["hw"] if self.problem.hw_ranges else [])
         per = [self.cfg.budget.trials // len(phases)] * len(phases)
         per[0] += self.cfg.budget.trials - sum(per)
