@@ -132,10 +132,10 @@ def dse_throughput(repeats=3):
     best = None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        configs, obj, _ = sweep(layers, target, rng, 8)
+        configs, obj, _, skipped = sweep(layers, target, rng, 8)
         secs = time.perf_counter() - t0
         best = secs if best is None else min(best, secs)
-    return {"model": path.name, "layers": len(layers), "configs": len(configs), "seconds": best,
+    return {"model": path.name, "layers": len(layers), "configs": len(configs), "skipped": skipped, "seconds": best,
             "configs_per_s": len(configs) / best, "layer_configs_per_s": len(configs) * len(layers) / best}
 
 

@@ -197,7 +197,8 @@ class ArrayConfigs:
             a = np.broadcast_to(a, (n,)).copy() if a.size in (1, n) else None
             if a is None:
                 raise CodesignError(f"config field {k} has the wrong number of entries")
-            setattr(self, k, a.astype(bool if k == "user_bw" else np.int64 if k not in ("ifmap_kb", "filter_kb", "ofmap_kb") else float))
+            kind = bool if k == "user_bw" else float if k.endswith("_kb") else np.int64
+            setattr(self, k, a.astype(kind))
         for k in ("rows", "cols", "ifmap_kb", "filter_kb", "ofmap_kb", "ifmap_bw", "filter_bw", "ofmap_bw", "word_bits"):
             bad = np.nonzero(getattr(self, k) <= 0)[0]
             if bad.size:
@@ -213,6 +214,32 @@ class ArrayConfigs:
 
     def __len__(self) -> int:
         return int(self.rows.size)
+
+    def fold_needs(self) -> dict[str, np.ndarray]:
+        """Words each SRAM's active half must hold for one fold: the stationary operand's
+        R x C tile (ws filter, is ifmap, os outputs), one row/column of the streamed ones."""
+        R, C, df = self.rows, self.cols, self.dataflow
+        return {"ifmap_kb": np.where(df == 2, R * C, R), "filter_kb": np.where(df == 0, R * C, np.where(df == 1, C, R)),
+                "ofmap_kb": np.where(df == 1, R * C, C)}
+
+    def fold_fits(self) -> np.ndarray:
+        """Mask of configs whose SRAMs can hold one fold (see ``fold_needs``)."""
+        ok = np.ones(len(self), dtype=bool)
+        for k, need in self.fold_needs().items():
+            ok &= self.sram_words(getattr(self, k)) // 2 >= need
+        return ok
+
+    def check_fold_fits(self) -> None:
+        """Raise a one-line CodesignError for the first config whose SRAM cannot hold a fold."""
+        for k, need in self.fold_needs().items():
+            bad = np.nonzero(self.sram_words(getattr(self, k)) // 2 < need)[0]
+            if bad.size:
+                i = int(bad[0])
+                kb_needed = 2 * need[i] * self.word_bits[i] / 8 / 1024
+                raise CodesignError(
+                    f"config {i}: {k.replace('_kb', '')} SRAM of {getattr(self, k)[i]:g} KB cannot hold one fold of a "
+                    f"{self.rows[i]}x{self.cols[i]} {DATAFLOWS[int(self.dataflow[i])]} array ({need[i]} words in its "
+                    f"active half); use at least {kb_needed:g} KB or a smaller array")
 
     def sram_words(self, kb):
         return np.floor(kb * 1024 * 8 / self.word_bits).astype(np.int64)

@@ -89,6 +89,7 @@ def systolic_layer_costs(workload, target, config=None) -> list[dict]:
         raise CodesignError(f"target {target.name} is not a systolic template (no [systolic] table)")
     cfg = config or target.systolic.default
     configs = config_from_systolic(cfg)
+    configs.check_fold_fits()
     layers = layers_from_workload(workload)
     res = simulate(layers, configs)
     e = energy_pj(res, target)[0]

@@ -232,3 +232,22 @@ def test_dse_bad_ranges_exit_2(cli, tmp_path, capsys):
     (tmp_path / "r.toml").write_text("[systolic.ranges]\nrows=[0, 8]\n")
     assert cli(["dse", str(tmp_path / "t.csv"), "--ranges", str(tmp_path / "r.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "rows" in capsys.readouterr().err
+
+
+def test_sram_too_small_for_one_fold():
+    # ws keeps an R x C weight tile in the filter SRAM's active half: 32x32 needs 1024 words = 2 KB
+    ok = _cfg(32, 32, "ws", kb=2)
+    ok.check_fold_fits()
+    small = ArrayConfigs([32], [32], [64], [1], [64], ["ws"], [8], [8], [8], [True], [8])
+    assert not small.fold_fits()[0]
+    with pytest.raises(CodesignError, match="filter SRAM of 1 KB cannot hold one fold"):
+        small.check_fold_fits()
+
+
+def test_simulate_sram_too_small_exit_2(cli, tmp_path, capsys):
+    (tmp_path / "t.csv").write_text(TOPO)
+    (tmp_path / "a.cfg").write_text(CFG.replace("ArrayHeight : 8", "ArrayHeight : 128").replace("ArrayWidth : 4", "ArrayWidth : 128")
+                                    .replace("FilterSramSzkB : 64", "FilterSramSzkB : 16"))
+    assert cli(["simulate", str(tmp_path / "t.csv"), "--config", str(tmp_path / "a.cfg")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot hold one fold" in err and "\n" not in err

@@ -61,34 +61,40 @@ def pareto_mask(obj: np.ndarray) -> np.ndarray:
 
 
 def sweep(layers, target, ranges, word_bits: int, chunk: int = 4096, progress=None):
-    """Score every config of ``ranges`` on ``layers``; returns (configs, objectives [n, 3], cycles)."""
+    """Score every config of ``ranges`` on ``layers``; returns (configs, objectives [n, 3], cycles,
+    number of configs skipped because an SRAM cannot hold one fold)."""
     from hwmodels.systolic import configs_from_grid, simulate
     from hwmodels.systolic_cost import network_costs
 
     configs = configs_from_grid(ranges.rows, ranges.cols, ranges.ifmap_sram_kb, ranges.filter_sram_kb,
                                 ranges.ofmap_sram_kb, ranges.dataflow, [int(round(b)) for b in ranges.dram_bandwidth_words],
                                 word_bits=(word_bits,))
+    fits = configs.fold_fits()
+    if not fits.any():
+        raise CodesignError("no configuration in the ranges has SRAMs large enough for one fold of its array; "
+                            "raise the *_sram_kb ranges or lower rows/cols")
+    configs = _slice(configs, fits)
     n = len(configs)
     clock = target.systolic.default.clock_mhz
     obj = np.empty((n, 3))
     cycles = np.empty(n, dtype=np.int64)
     task = progress.add_task("configs", total=n) if progress else None
     for s in range(0, n, chunk):
-        sub = _slice(configs, s, min(n, s + chunk))
+        sub = _slice(configs, slice(s, min(n, s + chunk)))
         c = network_costs(simulate(layers, sub), target, clock_mhz=clock)
         obj[s:s + len(sub)] = np.stack([c["latency_s"] * 1e3, c["energy_j"] * 1e3, c["area_mm2"]], axis=1)
         cycles[s:s + len(sub)] = c["cycles"]
         if progress:
             progress.update(task, advance=len(sub))
-    return configs, obj, cycles
+    return configs, obj, cycles, int((~fits).sum())
 
 
-def _slice(configs, a, b):
+def _slice(configs, index):
     from dataclasses import fields
 
     from hwmodels.systolic import ArrayConfigs
 
-    return ArrayConfigs(**{f.name: getattr(configs, f.name)[a:b] for f in fields(ArrayConfigs)})
+    return ArrayConfigs(**{f.name: getattr(configs, f.name)[index] for f in fields(ArrayConfigs)})
 
 
 def dse(
@@ -114,7 +120,7 @@ def dse(
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as progress:
-        configs, obj, cycles = sweep(layers, t, rng, bits, progress=progress)
+        configs, obj, cycles, skipped = sweep(layers, t, rng, bits, progress=progress)
     elapsed = time.perf_counter() - t0
     mask = pareto_mask(obj)
     idx = np.nonzero(mask)[0]
@@ -129,7 +135,8 @@ def dse(
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    summary = {"model": str(model), "template": t.name, "configs": len(configs), "layers": len(layers),
+    summary = {"model": str(model), "template": t.name, "configs": len(configs), "skipped_sram_too_small": skipped,
+               "layers": len(layers),
                "seconds": elapsed, "layer_configs_per_s": len(configs) * len(layers) / max(elapsed, 1e-9),
                "objectives": list(OBJECTIVES), "pareto": rows}
     (out / "pareto.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -143,6 +150,8 @@ def dse(
                       f"{r['ofmap_sram_kb']:g}", str(r["dram_bandwidth_words"]), f"{r['latency_ms']:.4f}",
                       f"{r['energy_mj']:.4f}", f"{r['area_mm2']:.3f}")
     c.print(table)
+    if skipped:
+        c.print(f"skipped {skipped:,} configs whose SRAMs cannot hold one fold of their array")
     c.print(f"{len(configs):,} configs x {len(layers)} layers in {elapsed:.2f} s "
             f"({summary['layer_configs_per_s']:,.0f} layer-configs/s); wrote {out}/pareto.csv, pareto.json, pareto.png")
 

@@ -42,7 +42,9 @@ def resolve_configs(target: str | None, config: Path | None, dataflow: str | Non
         if dataflow:
             sc.dataflow = _check_dataflow(dataflow)
         mode = "USER" if sc.user_bandwidth else "CALC"
-        return sc.to_configs(), None, f"{config} ({sc.rows}x{sc.cols} {sc.dataflow}, InterfaceBandwidth {mode})"
+        configs = sc.to_configs()
+        configs.check_fold_fits()
+        return configs, None, f"{config} ({sc.rows}x{sc.cols} {sc.dataflow}, InterfaceBandwidth {mode})"
     from codesign.targets import load_target
 
     t = load_target(target)
@@ -52,7 +54,9 @@ def resolve_configs(target: str | None, config: Path | None, dataflow: str | Non
     if dataflow:
         cfg = cfg.model_copy(update={"dataflow": _check_dataflow(dataflow)})
     desc = f"{t.name} ({cfg.rows}x{cfg.cols} {cfg.dataflow}, {cfg.dram_bandwidth_words:g} words/cycle DRAM)"
-    return config_from_systolic(cfg), cfg.clock_mhz, desc
+    configs = config_from_systolic(cfg)
+    configs.check_fold_fits()
+    return configs, cfg.clock_mhz, desc
 
 
 def _check_dataflow(df: str) -> str:
