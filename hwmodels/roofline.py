@@ -108,7 +108,8 @@ def lane_utilization(layer: Layer, block: int) -> float:
 
     Kernels vectorise over channels (NCHWc convs, GEMM columns): 12 channels on a 16-lane
     block use 75% of it.  Convs pad input and output channels per group; depthwise convs
-    and GEMMs pad the vectorised (output) dimension.
+    and GEMMs pad the vectorised (output) dimension; inputs narrower than a block are not padded
+    (onnxruntime's MLAS reads them unblocked).
     """
     if block <= 1 or not layer.macs:
         return 1.0
@@ -117,7 +118,9 @@ def lane_utilization(layer: Layer, block: int) -> float:
         c = layer.conv
         if layer.op_class == "depthwise_conv":
             return pad(c.c)
-        return pad(c.c // c.groups) * pad(c.k // c.groups)
+        cin = c.c // c.groups
+        # inputs narrower than one block are read unblocked (e.g. an RGB stem), not padded
+        return pad(c.k // c.groups) * (pad(cin) if cin >= block else 1.0)
     if layer.gemm is not None:
         return pad(layer.gemm.n)
     return 1.0
