@@ -19,6 +19,7 @@ def write_report(path: Path, objectives: list[str], rows_by_strategy: dict, fron
     fig = make_subplots(rows=1, cols=len(others), subplot_titles=[f"accuracy vs {o}" for o in others])
     for c, o in enumerate(others, start=1):
         for s, rows in rows_by_strategy.items():
+            rows = [r for r in rows if not r.metrics.get("invalid")]   # configs the hardware cannot run
             fig.add_trace(go.Scatter(x=[r.metrics[o] for r in rows], y=[r.metrics["accuracy"] for r in rows],
                                      mode="markers", marker=dict(color=colours.get(s, "grey"), opacity=0.25, size=6),
                                      name=f"{s}: all trials", legendgroup=f"{s}-all", showlegend=c == 1))

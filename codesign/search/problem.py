@@ -239,8 +239,27 @@ class Problem:
             self._workloads[key] = (wl, torch_to_onnx_names(module, x, wl))
         return self._workloads[key]
 
+    def hw_invalid(self, hw: dict, widest_bits: int) -> str | None:
+        """Why an accelerator config cannot run at all (e.g. an SRAM half too small for one
+        fold of the array), or None.  Such candidates are infeasible, not errors."""
+        if not self.is_template or self.cost_model != "systolic":
+            return None
+        from hwmodels.systolic import config_from_systolic
+
+        cfg = self.hw_config(hw).model_copy(update={"word_bits": min(widest_bits, 16)})
+        try:
+            config_from_systolic(cfg).check_fold_fits()
+        except CodesignError as e:
+            return str(e)
+        return None
+
     def evaluate(self, cand: Candidate, part: str = "val") -> dict[str, float]:
         """Measured accuracy and modelled cost of one candidate."""
+        widest = max((max(b) for b in cand.bits.values()), default=8)
+        invalid = self.hw_invalid(cand.hw, widest)
+        if invalid is not None:   # not measured: the hardware cannot run it
+            return {"accuracy": 0.0, "latency_ms": 1e9, "energy_mj": 1e9, "size_kb": 1e9, "area_mm2": 1e9,
+                    "sram_kb": 1e9, "macs": 0.0, "params": 0.0, "invalid": 1.0}
         torch.manual_seed(_seed_of(cand))          # fake-quant calibration samples: deterministic
         module = self.module(cand.arch)
         bit_map = self.bit_map(cand, module)
@@ -297,6 +316,8 @@ class Problem:
                 out.append((m.get(key, 0.0) - limit) / limit)
         if c.min_accuracy is not None:
             out.append(c.min_accuracy - m["accuracy"])
+        if m.get("invalid"):
+            out.append(1.0)
         return out
 
 
