@@ -21,6 +21,7 @@ other bit-widths are reported as fp32 with a note.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,35 @@ _PREDICTORS: dict[tuple, KernelPredictor] = {}
 
 
 def _predictor(store: KernelStore, backend: str, machine: str, threads: int, opt_level: str) -> KernelPredictor:
-    key = (str(store.path), backend, machine, threads, opt_level,
-           store.content_hash(backend, machine, threads, opt_level))
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = KernelPredictor().fit(store.records(backend, machine, threads, opt_level))
-    return _PREDICTORS[key]
+    """The regressors for this store's rows: from memory, else from a pickle beside the store
+    named by the rows' content hash (so a changed store never reuses stale regressors), else fitted."""
+    import pickle
+
+    content = store.content_hash(backend, machine, threads, opt_level)
+    key = (str(store.path), backend, machine, threads, opt_level, content)
+    if key in _PREDICTORS:
+        return _PREDICTORS[key]
+    side = store.path.with_name(f"{store.path.name}.{backend}-{machine}-{threads}-{opt_level}-{content}.predictor.pkl")
+    pred = None
+    try:
+        if side.exists():
+            pred = pickle.loads(side.read_bytes())
+            if not isinstance(pred, KernelPredictor):
+                pred = None
+    except Exception:
+        pred = None
+    if pred is None:
+        pred = KernelPredictor().fit(store.records(backend, machine, threads, opt_level))
+        try:
+            for old in store.path.parent.glob(f"{store.path.name}.{backend}-{machine}-{threads}-{opt_level}-*.predictor.pkl"):
+                old.unlink(missing_ok=True)
+            tmp = side.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(pred))
+            os.replace(tmp, side)
+        except OSError:
+            pass
+    _PREDICTORS[key] = pred
+    return pred
 
 
 @dataclass

@@ -81,7 +81,20 @@ class _Builder:
         return name
 
     def weight(self, shape, hint: str) -> str:
-        return self.const((self.rng.standard_normal(shape) * 0.1).astype(np.float32), hint)
+        # values do not change dense fp32 kernel times; a constant is fast to build for big layers
+        return self.const(np.full(shape, 0.01, np.float32), hint)
+
+
+def _schema_attrs(op: str, attrs: dict) -> dict:
+    """Keep only the attributes the op has at ``OPSET`` (models from older opsets carry
+    attributes such as BatchNormalization's ``spatial`` that later opsets removed)."""
+    from onnx import defs
+
+    try:
+        allowed = set(defs.get_schema(op, OPSET).attributes)
+    except Exception:
+        return attrs
+    return {k: v for k, v in attrs.items() if k in allowed or k in ("min", "max", "axes")}
 
 
 def _layer_node(layer: Layer, b: _Builder):
@@ -91,6 +104,9 @@ def _layer_node(layer: Layer, b: _Builder):
     op, attrs = layer.op, dict(layer.attrs)
     for k in _DROP_ATTRS.get(op, ()):
         attrs.pop(k, None)
+    if op == "Dropout":      # inference: an identity (old-opset Dropout attributes are invalid at opset 17)
+        op, attrs = "Identity", {}
+    attrs = _schema_attrs(op, attrs)
     ins = list(layer.inputs)
     outs = list(layer.outputs)
     if not outs or any(not s for s in layer.output_shapes[:1]):
@@ -558,7 +574,10 @@ def compile_workload(workload: Workload | list[Layer], threads: int = 1, opt_lev
     model, standins = skeleton_model(layers)
     if not model.graph.node:
         return CompiledGraph([], {}, standins, model)
-    opt = optimize(model, threads, opt_level)
+    try:
+        opt = optimize(model, threads, opt_level)
+    except Exception:   # the rebuilt graph is not loadable: every layer is costed apart
+        return CompiledGraph([], {}, layers, model)
     kernels = optimized_kernels(opt, workload_shapes(layers))
     return CompiledGraph(kernels, map_kernels_to_layers(kernels, layers), standins, model)
 
