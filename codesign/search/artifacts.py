@@ -87,6 +87,9 @@ def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
 
 def write_accelerator(path: Path, problem: Problem, hw: dict, bit_map: dict) -> Path:
     """A target file for the chosen accelerator: the template fixed at the chosen point."""
+    from codesign.search.problem import HW_FIELDS
+
+    hw = {k: v for k, v in hw.items() if k in HW_FIELDS}
     data = problem.target.model_dump(exclude_none=True)
     widest = max((max(b) for b in bit_map.values()), default=8)
     default = {**data["systolic"]["default"], **hw, "word_bits": min(widest, 16)}

@@ -37,6 +37,9 @@ class TargetSection(_Strict):
     name: str = "systolic"          # a bundled name or a .toml path
     cost_model: Literal["auto", "roofline", "systolic"] = "auto"
     search_hardware: bool = True    # only for templates: search the accelerator config
+    # nested: each trial's network gets the best config of the ranges for a sampled latency/energy/area
+    # trade-off (exhaustive, the systolic model is fast); sampled: the sampler picks each field
+    hardware: Literal["nested", "sampled"] = "nested"
     ranges: dict[str, list] = Field(default_factory=dict, description="override template ranges")
 
 

@@ -51,6 +51,11 @@ class Problem:
         self._check_target()
         self.hw_ranges = self._hw_ranges()
         self._check_constraints()
+        self.hw_grid = None
+        if self.hw_ranges and cfg.target.hardware == "nested":
+            from codesign.search.hw_opt import HardwareGrid
+
+            self.hw_grid = HardwareGrid(self.hw_ranges, cfg.constraints.max_sram_kb)
         self.evaluator = self._accuracy_source(out_dir)
         self.bit_slots = self._bit_slots()
         self._workloads: dict[str, tuple[Workload, dict[str, str]]] = {}
@@ -176,7 +181,11 @@ class Problem:
                 bits = {s: (w, a) for s in self.bit_slots}
         else:
             bits = dict(fixed.bits)
-        if "hw" in search and self.hw_ranges:
+        if "hw" in search and self.hw_grid is not None:
+            # nested: the trial picks a trade-off; evaluate() finds the best config for it
+            hw = {"weights": {k: trial.suggest_float(f"hw.w_{k}", 0.0, 1.0)
+                              for k in ("latency_ms", "energy_mj", "area_mm2") if k in self.cfg.objectives}}
+        elif "hw" in search and self.hw_ranges:
             hw = {k: trial.suggest_categorical(f"hw.{k}", list(v)) for k, v in self.hw_ranges.items()}
         elif fixed is not None:
             hw = dict(fixed.hw)
@@ -197,7 +206,9 @@ class Problem:
                     params[f"wbits.{slot}"], params[f"abits.{slot}"] = w, a
             else:
                 params["wbits"], params["abits"] = w, a
-        if "hw" in search:
+        if "hw" in search and self.hw_grid is not None:
+            params.update({f"hw.w_{k}": 1.0 for k in ("latency_ms", "energy_mj", "area_mm2") if k in self.cfg.objectives})
+        elif "hw" in search:
             params.update({f"hw.{k}": v for k, v in self.default_hw().items() if k in self.hw_ranges})
         return params
 
@@ -239,6 +250,19 @@ class Problem:
             self._workloads[key] = (wl, torch_to_onnx_names(module, x, wl))
         return self._workloads[key]
 
+    def resolve_hw(self, cand: Candidate) -> None:
+        """Nested hardware: replace the trial's trade-off weights by the best config for this network."""
+        from codesign.search.hw_opt import best_config
+
+        weights = cand.hw["weights"]
+        wl, names = self.workload(cand.arch)
+        bit_map = self.bit_map(cand, self.module(cand.arch))
+        per_layer = {names[n]: LayerBits(*b) for n, b in bit_map.items() if n in names}
+        widest = max((max(b) for b in bit_map.values()), default=8)
+        cfg = best_config(self.hw_grid, wl, BitAssignment(LayerBits(widest, widest), per_layer), self.target,
+                          self.target.systolic.default.clock_mhz, weights)
+        cand.hw = {**cfg, "tradeoff": weights}
+
     def hw_invalid(self, hw: dict, widest_bits: int) -> str | None:
         """Why an accelerator config cannot run at all (e.g. an SRAM half too small for one
         fold of the array), or None.  Such candidates are infeasible, not errors."""
@@ -256,6 +280,8 @@ class Problem:
     def evaluate(self, cand: Candidate, part: str = "val") -> dict[str, float]:
         """Measured accuracy and modelled cost of one candidate."""
         widest = max((max(b) for b in cand.bits.values()), default=8)
+        if "weights" in cand.hw:
+            self.resolve_hw(cand)
         invalid = self.hw_invalid(cand.hw, widest)
         if invalid is not None:   # not measured: the hardware cannot run it
             return {"accuracy": 0.0, "latency_ms": 1e9, "energy_mj": 1e9, "size_kb": 1e9, "area_mm2": 1e9,
@@ -304,7 +330,7 @@ class Problem:
         return RooflineModel().estimate(wl, self.target, bits)
 
     def hw_config(self, hw: dict) -> SystolicConfig:
-        return self.target.systolic.default.model_copy(update=hw)
+        return self.target.systolic.default.model_copy(update={k: v for k, v in hw.items() if k in HW_FIELDS})
 
     def violations(self, m: dict[str, float]) -> list[float]:
         """optuna-style constraint values: <= 0 means satisfied."""
