@@ -31,6 +31,18 @@ class HardwareGrid:
         if not combos:
             raise CodesignError("no accelerator configuration in the ranges meets constraints.max_sram_kb")
         self.values = {f: np.array([c[i] for c in combos]) for i, f in enumerate(FIELDS)}
+        self._sims: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}   # (network, width) -> per-layer arrays
+
+    def per_layer(self, workload: Workload, layers, word_bits: int, target) -> tuple[np.ndarray, np.ndarray]:
+        """Cycles and energy (pJ) of every layer on every config at one word width, cached:
+        trials revisit networks with other bit maps and trade-offs."""
+        key = (workload.name, word_bits)
+        if key not in self._sims:
+            if len(self._sims) >= 24:
+                self._sims.pop(next(iter(self._sims)))
+            res = simulate(layers, self.configs(word_bits))
+            self._sims[key] = (res.total_cycles.astype(float), energy_pj(res, target))
+        return self._sims[key]
 
     def __len__(self) -> int:
         return len(self.values["rows"])
@@ -60,10 +72,10 @@ def best_config(grid: HardwareGrid, workload: Workload, bits: BitAssignment, tar
     cycles = np.zeros(len(grid))
     energy = np.zeros(len(grid))
     for wb in widths:
-        res = simulate(layers, grid.configs(wb))
+        layer_cycles, layer_energy = grid.per_layer(workload, layers, wb, target)
         mask = np.array([word[n] == wb for n in layers.names])
-        cycles += res.total_cycles[:, mask].sum(axis=1)
-        energy += energy_pj(res, target)[:, mask].sum(axis=1)
+        cycles += layer_cycles[:, mask].sum(axis=1)
+        energy += layer_energy[:, mask].sum(axis=1)
     metrics = {"latency_ms": cycles / (clock_mhz * 1e3), "energy_mj": energy * 1e-9,
                "area_mm2": area_mm2(grid.configs(widest), target)}
     score = sum(w * np.log(np.maximum(metrics[k], 1e-12)) for k, w in weights.items() if k in metrics)
