@@ -26,3 +26,22 @@ def run_cli(*args: str, check_rc: int | None = None) -> subprocess.CompletedProc
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     return proc
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture(scope="session")
+def splits():
+    """scikit-learn's bundled digits, split deterministically (nothing is downloaded)."""
+    from codesign.data import load_splits
+
+    return load_splits("digits", seed=0)

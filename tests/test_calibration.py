@@ -1,5 +1,4 @@
 """Calibration on real onnxruntime measurements of networks built here, and its input checks."""
-import statistics
 import time
 
 import numpy as np

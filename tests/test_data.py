@@ -10,13 +10,6 @@ from codesign.data import (batches, load_dataset, load_digits, load_image_folder
 from codesign.errors import CodesignError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 def test_digits_is_real_and_normalised():

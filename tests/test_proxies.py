@@ -7,28 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from codesign.data import load_splits
 from codesign.errors import CodesignError
 from codesign.proxies import AccuracyPredictor, naswot_score, proxy_scores, spearman, synflow_score
 from codesign.spaces import get_space
 from codesign.supernet import TrainConfig, accuracy, extract, train_supernet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 TINY = dict(stem_channels=16, stage_channels=(16, 24, 32), depths=(1, 2), widths=(0.5, 1.0), kernels=(3, 5))
 
 
-@pytest.fixture(scope="module")
-def splits():
-    return load_splits("digits", seed=0)
 
 
 def test_proxies_are_finite_deterministic_and_size_aware(splits):

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from codesign.data import load_splits
 from codesign.errors import CodesignError
 from codesign.quant import (FakeQuantLayer, check_supported, evaluate_accuracy, layer_names_for_bits,
                             layer_sensitivity, parse_bits, qat_finetune, quant_params, quantize_model,
@@ -15,21 +14,11 @@ from codesign.spaces import get_space
 from codesign.supernet import TrainConfig, accuracy, train_module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 TINY = dict(stem_channels=16, stage_channels=(16, 24, 32), depths=(1, 2), widths=(0.5, 1.0), kernels=(3, 5))
 
 
-@pytest.fixture(scope="module")
-def splits():
-    return load_splits("digits", seed=0)
 
 
 @pytest.fixture(scope="module")

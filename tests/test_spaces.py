@@ -12,13 +12,6 @@ from codesign.export import example_input, export_onnx
 from codesign.spaces import UserSpace, define_space, get_space, list_spaces
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 TINY = {

@@ -7,20 +7,12 @@ import time
 import pytest
 import torch
 
-from codesign.data import load_splits
 from codesign.errors import CodesignError
 from codesign.spaces import get_space
 from codesign.supernet import (TrainConfig, accuracy, checkpoint_key, extract, finetune, load_checkpoint,
                                save_checkpoint, train_module, train_or_load, train_supernet)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is fastest on a shared 2-core machine; restore it afterwards."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 # small enough to train in ~15 s on one core, large enough that every sub-network learns digits
@@ -28,9 +20,6 @@ TINY = dict(stem_channels=16, stage_channels=(16, 24, 32), depths=(1, 2), widths
 CFG = TrainConfig(epochs=8, n_random=1, lr=5e-3, seed=0)
 
 
-@pytest.fixture(scope="module")
-def splits():
-    return load_splits("digits", seed=0)
 
 
 @pytest.fixture(scope="module")

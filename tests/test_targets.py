@@ -1,5 +1,4 @@
 """Targets are data validated by a schema; bad files name the file and the field."""
-import tomllib
 
 import pytest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import tomli_w
 import torch
 
-from codesign.search.pareto import dominates_all, front_indices, hypervolume, normalizer
+from codesign.search.pareto import dominates_all, hypervolume, normalizer
 from codesign.search.problem import Problem
 from codesign.search.runner import Row, front
 
@@ -55,7 +55,6 @@ def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
     the TVM-compiled module, design.json."""
     from codesign.export import example_input, export_onnx
     from codesign.quant import quant_params, quantize_model
-    from codesign.search.problem import torch_to_onnx_names
     from codesign.search.qdq import onnx_accuracy, write_qdq
     from codesign.supernet import accuracy
 
