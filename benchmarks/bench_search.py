@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="benchmarks/out/search")
+    ap.add_argument("--algorithm", default="nsga2", choices=["nsga2", "tpe"],
+                    help="sampler of the joint search and of each sequential phase")
     args = ap.parse_args()
     out = Path(args.out)
     base = load_config(args.config)
@@ -41,10 +43,10 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         fronts, times = {}, {}
-        for strategy, algorithm in (("joint", "nsga2"), ("sequential", "nsga2"), ("random", "random")):
+        for strategy, algorithm in (("joint", args.algorithm), ("sequential", args.algorithm), ("random", "random")):
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.algorithm = seed, algorithm
-            run_dir = out / f"seed{seed}-{strategy}"
+            run_dir = out / f"seed{seed}-{strategy}-{algorithm}"
             run_dir.mkdir(parents=True, exist_ok=True)
             problem.cfg = cfg
             runner = Runner(problem, cfg, run_dir)
@@ -62,9 +64,9 @@ def main() -> None:
                                                           [r.metrics for r in fronts["sequential"][1]], objectives)
         results.append(rec)
         print(json.dumps(rec))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / f"results-{args.algorithm}.json").write_text(json.dumps(results, indent=2))
     print(f"\n`python benchmarks/bench_search.py --config {args.config} --trials {args.trials} "
-          f"--seeds {' '.join(map(str, args.seeds))}` — {dt.date.today()}\n")
+          f"--seeds {' '.join(map(str, args.seeds))} --algorithm {args.algorithm}` — {dt.date.today()}\n")
     print("| seed | HV joint | HV sequential | HV random | joint dominates sequential | feasible j/s/r |")
     print("|---|---|---|---|---|---|")
     for r in results:

@@ -246,7 +246,8 @@ class Problem:
         if key not in self._workloads:
             module = self.module(arch)
             x = example_input(module, self.splits.in_channels, self.splits.resolution)
-            wl = to_workload(module, x, self.space.name, name=f"{self.space.name}-{key[:8]}")
+            digest = hashlib.sha256(key.encode()).hexdigest()[:12]     # key is the arch's JSON
+            wl = to_workload(module, x, self.space.name, name=f"{self.space.name}-{digest}")
             self._workloads[key] = (wl, torch_to_onnx_names(module, x, wl))
         return self._workloads[key]
 
