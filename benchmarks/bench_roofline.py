@@ -1,9 +1,9 @@
 """Roofline fidelity on the `host` target against onnxruntime on this machine.
 
 For N random CNNs (benchmarks/netgen.py, seeded): onnxruntime latency (1 intra-op thread,
-fastest of 30 runs), the roofline's zero-shot prediction, and MACs alone; Spearman rank
+fastest run over interleaved rounds), the roofline's zero-shot prediction, and MACs alone; Spearman rank
 correlation of each with the measurement.  Then `host` is calibrated on the first
-`--train` networks and tested on the rest: Spearman and median absolute % error.
+`--train` networks (a seeded random split) and tested on the rest: Spearman and median absolute % error.
 
     python benchmarks/bench_roofline.py [--n 36] [--train 20] [--seed 7]
 """
@@ -33,21 +33,24 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="benchmarks/out/roofline")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     out = Path(args.out)
     paths = netgen.generate(args.n, args.seed, out)
     host = load_target("host")
     model = RooflineModel()
-    rows = []
-    for i, p in enumerate(paths):
-        wl = load_onnx(p)
-        # the fastest of 30 runs: on a shared 2-core machine the least-disturbed run is the most
-        # repeatable figure (medians move with whatever else is running)
-        meas = measure_onnx_latency_ms(p, threads=1, repeats=30, warmup=5)["min_ms"]
-        pred = model.estimate(wl, host).latency_s * 1e3
-        rows.append((p, wl, meas, pred))
-        print(f"[{i + 1}/{len(paths)}] {p.name}: measured {meas:.3f} ms, roofline {pred:.3f} ms, {wl.macs / 1e6:.1f} MMACs",
-              file=sys.stderr)
+    workloads = [load_onnx(p) for p in paths]
+    # interleaved rounds, fastest run kept: machine load that drifts during the run hits every
+    # network alike instead of whichever were measured last
+    fastest = [float("inf")] * len(paths)
+    for r in range(args.rounds):
+        for i, p in enumerate(paths):
+            m = measure_onnx_latency_ms(p, threads=1, repeats=10, warmup=2, min_time_s=0.05)
+            fastest[i] = min(fastest[i], m["min_ms"])
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    rows = [(p, wl, meas, model.estimate(wl, host).latency_s * 1e3) for p, wl, meas in zip(paths, workloads, fastest)]
+    order = np.random.default_rng(args.seed).permutation(len(rows))     # random train/test split
+    rows = [rows[i] for i in order]
     (out / "measurements.csv").write_text("model,latency_ms\n" + "".join(f"{p.name},{m:.6f}\n" for p, _, m, _ in rows))
     meas = np.array([r[2] for r in rows])
     pred = np.array([r[3] for r in rows])
@@ -61,7 +64,8 @@ def main() -> None:
     rho_cal = spearmanr(test_pred, meas[te]).statistic
     rho_macs_te = spearmanr(macs[te], meas[te]).statistic
     err_cal = np.abs(test_pred - meas[te]) / meas[te] * 100
-    print(f"\n`python benchmarks/bench_roofline.py --n {args.n} --train {args.train} --seed {args.seed}` — {dt.date.today()}\n")
+    print(f"\n`python benchmarks/bench_roofline.py --n {args.n} --train {args.train} --seed {args.seed} "
+          f"--rounds {args.rounds}` — {dt.date.today()}\n")
     print("| | Spearman vs measured | median abs error |")
     print("|---|---|---|")
     print(f"| MACs alone, all {len(rows)} nets | {rho_macs:.3f} | — |")

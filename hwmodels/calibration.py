@@ -26,6 +26,7 @@ from codesign.targets import Target, target_from_dict
 from codesign.workload import Workload
 from hwmodels.roofline import RooflineModel
 
+PRIOR_WEIGHT = 0.05   # one e-fold away from the prior costs as much as a 5% log-latency error
 MAC_CLASSES = ("conv", "pointwise_conv", "depthwise_conv", "matmul")
 VECTOR_CLASSES = ("pool", "norm", "elementwise", "softmax", "reduce", "data_movement", "other")
 
@@ -161,11 +162,16 @@ def calibrate(target: Target, workloads: list[Workload], measured_ms: list[float
     meas = np.asarray(measured_ms, float)
     x0, lo, hi = _initial(names, target)
 
+    prior = x0.copy()
+
     def residuals(theta):
-        return np.log(_predict_ms(f, dict(zip(names, np.exp(theta))), target)) - np.log(meas)
+        fit = np.log(_predict_ms(f, dict(zip(names, np.exp(theta))), target)) - np.log(meas)
+        # a weak prior toward the target's own figures: parameters the samples barely
+        # constrain (a class with few layers) stay near them instead of drifting to a bound
+        return np.concatenate([fit, PRIOR_WEIGHT * (theta - prior)])
 
     best = None
-    for start in (x0, (lo + hi) / 2, x0 - 1.0):   # a few starts: the max() makes the loss piecewise
+    for start in (x0, x0 + 1.0, x0 - 1.0):   # a few starts: the max() makes the loss piecewise
         sol = least_squares(residuals, np.clip(start, lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
                             loss="soft_l1", f_scale=0.1, x_scale=1.0, max_nfev=4000)
         if best is None or sol.cost < best.cost:
