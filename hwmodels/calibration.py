@@ -90,14 +90,6 @@ class _Features:
         self.layers_per_sample = np.bincount(self.sample, minlength=self.n)
 
 
-@dataclass
-class Params:
-    names: list[str]
-
-    def unpack(self, theta: np.ndarray, target: Target) -> dict[str, float]:
-        return dict(zip(self.names, np.exp(theta)))
-
-
 def _free_params(f: _Features) -> list[str]:
     names = []
     for c in MAC_CLASSES:

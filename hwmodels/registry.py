@@ -18,6 +18,13 @@ def list_cost_models() -> list[str]:
     return list(_MODELS)
 
 
+def resolve_name(name: str, target) -> str:
+    """``auto`` means the systolic simulation for accelerator templates, else the roofline."""
+    if name != "auto":
+        return name
+    return "systolic" if target.systolic is not None else "roofline"
+
+
 def get_cost_model(name: str, **options):
     if name not in _MODELS:
         raise CodesignError(f"unknown cost model {name!r}; choose one of {', '.join(_MODELS)}")

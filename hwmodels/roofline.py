@@ -79,9 +79,9 @@ class LayerTerms:
 
 def layer_terms(layer: Layer, target: Target, bits: LayerBits, weights_resident: bool) -> LayerTerms:
     precision = compute_precision(bits, target.precisions)
-    w_bytes = _weight_bytes(layer, bits)
-    in_bytes = _act_bytes(layer.input_bytes, layer.dtype_bytes, bits.activation)
-    out_bytes = _act_bytes(layer.output_bytes, layer.dtype_bytes, bits.activation)
+    w_bytes = weight_bytes(layer, bits)
+    in_bytes = act_bytes(layer.input_bytes, layer.dtype_bytes, bits.activation)
+    out_bytes = act_bytes(layer.output_bytes, layer.dtype_bytes, bits.activation)
     peak = target.peak_gmacs.get(precision, max(target.peak_gmacs.values())) * 1e9
     traffic = []
     inner_capacity = 0.0
@@ -141,7 +141,7 @@ class RooflineModel:
     def terms(self, workload: Workload, target: Target, bits: BitAssignment | None = None) -> list[LayerTerms]:
         bits = bits or BitAssignment(default_bits(target))
         layers = workload.layers()
-        total_w = sum(_weight_bytes(l, bits.for_layer(l.name)) for l in layers)
+        total_w = sum(weight_bytes(l, bits.for_layer(l.name)) for l in layers)
         resident = self.weights_on_chip if self.weights_on_chip is not None else weights_resident(target, total_w)
         return [layer_terms(l, target, bits.for_layer(l.name), resident) for l in layers]
 
@@ -190,14 +190,14 @@ class RooflineModel:
                          extra={"terms_ms": {k: v * 1e3 for k, v in times.items()}})
 
 
-def _weight_bytes(layer: Layer, bits: LayerBits) -> int:
+def weight_bytes(layer: Layer, bits: LayerBits) -> int:
     """Parameters stored at the weight width; 32 means the model's own float width."""
     if bits.weight >= 32:
         return layer.weight_bytes
     return math.ceil(layer.params * bits.weight / 8)
 
 
-def _act_bytes(nbytes: int, dtype_bytes: int, act_bits: int) -> int:
+def act_bytes(nbytes: int, dtype_bytes: int, act_bits: int) -> int:
     if act_bits >= 32 or dtype_bytes <= 0:
         return nbytes
     return math.ceil(nbytes / dtype_bytes * act_bits / 8)

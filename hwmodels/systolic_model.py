@@ -6,14 +6,13 @@ layer's bits.  Layers are simulated once per distinct width and each takes its o
 """
 from __future__ import annotations
 
-import numpy as np
 
 from codesign.errors import CodesignError
 from codesign.targets import SystolicConfig, Target
 from codesign.workload import Workload
 from hwmodels.base import LayerCost, NetworkCost
 from hwmodels.precision import BitAssignment, LayerBits
-from hwmodels.roofline import fit_notes
+from hwmodels.roofline import act_bytes, fit_notes, weight_bytes
 from hwmodels.systolic import config_from_systolic, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
 
@@ -50,10 +49,9 @@ class SystolicCostModel:
         costs = []
         for l in workload.layers():
             b = bits.for_layer(l.name)
-            w_bytes = l.weight_bytes if b.weight >= 32 else int(np.ceil(l.params * b.weight / 8))
-            a_bytes = l.input_bytes + l.output_bytes
-            if b.activation < 32 and l.dtype_bytes:
-                a_bytes = int(np.ceil(a_bytes / l.dtype_bytes * b.activation / 8))
+            w_bytes = weight_bytes(l, b)
+            a_bytes = act_bytes(l.input_bytes, l.dtype_bytes, b.activation) + \
+                act_bytes(l.output_bytes, l.dtype_bytes, b.activation)
             r = rows.get(l.name)
             if r is None:   # pooling, elementwise...: off the array (host/vector unit), not modelled here
                 costs.append(LayerCost(l.name, l.op, l.op_class, l.macs, w_bytes, a_bytes, 0.0, 0.0, "off-array",

@@ -14,7 +14,7 @@ from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
 from codesign.targets import load_target
 from hwmodels.base import NetworkCost
 from hwmodels.precision import parse_bits
-from hwmodels.registry import get_cost_model, list_cost_models
+from hwmodels.registry import get_cost_model, list_cost_models, resolve_name
 
 
 def analyze(
@@ -41,9 +41,7 @@ def analyze(
     else:
         raise CodesignError(f"--frontend {frontend!r}: use onnx or tvm")
     assignment = parse_bits(bits, [l.name for l in workload.layers()])
-    name = cost_model
-    if name == "auto":
-        name = "systolic" if tgt.kind == "template" else "roofline"
+    name = resolve_name(cost_model, tgt)
     if name == "systolic" and tgt.systolic is None:
         raise CodesignError(f"--cost-model systolic needs a template target with a [systolic] table; {tgt.name!r} has none")
     result = get_cost_model(name).estimate(workload, tgt, assignment)

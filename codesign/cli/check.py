@@ -16,7 +16,7 @@ from codesign.errors import CodesignError
 from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
 from codesign.targets import load_target
 from hwmodels.precision import parse_bits
-from hwmodels.registry import get_cost_model
+from hwmodels.registry import get_cost_model, resolve_name
 
 
 def check(
@@ -40,7 +40,7 @@ def check(
             raise CodesignError(f"--max-{name.replace('_', '-')} must be > 0, got {v}")
     tgt = load_target(target)
     workload = load_onnx(model, parse_input_shapes(input_shape))
-    name = cost_model if cost_model != "auto" else ("systolic" if tgt.kind == "template" else "roofline")
+    name = resolve_name(cost_model, tgt)
     cost = get_cost_model(name).estimate(workload, tgt, parse_bits(bits, [l.name for l in workload.layers()]))
     actual = {"latency_ms": cost.latency_s * 1e3, "energy_mj": cost.energy_j * 1e3,
               "peak_memory_kb": cost.peak_memory_bytes / 1024}

@@ -64,8 +64,9 @@ class Problem:
     def _check_target(self) -> None:
         t, cfg = self.target, self.cfg
         self.is_template = t.systolic is not None
-        self.cost_model = cfg.target.cost_model if cfg.target.cost_model != "auto" else (
-            "systolic" if self.is_template else "roofline")
+        from hwmodels.registry import resolve_name
+
+        self.cost_model = resolve_name(cfg.target.cost_model, t)
         if "area_mm2" in cfg.objectives and not self.is_template:
             raise CodesignError(f"objective area_mm2 needs an accelerator template target; {t.name!r} is a {t.kind}")
         from codesign.quant import supported_bits
@@ -256,12 +257,8 @@ class Problem:
         from codesign.search.hw_opt import best_config
 
         weights = cand.hw["weights"]
-        wl, names = self.workload(cand.arch)
-        bit_map = self.bit_map(cand, self.module(cand.arch))
-        per_layer = {names[n]: LayerBits(*b) for n, b in bit_map.items() if n in names}
-        widest = max((max(b) for b in bit_map.values()), default=8)
-        cfg = best_config(self.hw_grid, wl, BitAssignment(LayerBits(widest, widest), per_layer), self.target,
-                          self.target.systolic.default.clock_mhz, weights)
+        wl, assignment = self.assignment(cand, self.bit_map(cand, self.module(cand.arch)))
+        cfg = best_config(self.hw_grid, wl, assignment, self.target, self.target.systolic.default.clock_mhz, weights)
         cand.hw = {**cfg, "tradeoff": weights}
 
     def hw_invalid(self, hw: dict, widest_bits: int) -> str | None:
@@ -290,7 +287,6 @@ class Problem:
         torch.manual_seed(_seed_of(cand))          # fake-quant calibration samples: deterministic
         module = self.module(cand.arch)
         bit_map = self.bit_map(cand, module)
-        present = list(bit_map)
         if self.evaluator is not None:
             acc = self.evaluator.accuracy(cand.arch, bit_map, part=part)
         else:
@@ -299,10 +295,7 @@ class Problem:
             split = {"val": self.splits.val, "test": self.splits.test}[part]
             calib = self.splits.train.x[:256] if part == "val" else self.splits.val.x[:256]
             acc = evaluate_accuracy(module, split, bit_map, calib)
-        wl, names = self.workload(cand.arch)
-        per_layer = {names[n]: LayerBits(*bit_map[n]) for n in present if n in names}
-        widest = max((max(b) for b in bit_map.values()), default=8)
-        assignment = BitAssignment(LayerBits(widest, widest), per_layer)
+        wl, assignment = self.assignment(cand, bit_map)
         cost = self._cost(wl, assignment, cand.hw)
         size_kb = sum(l.weight_bytes for l in cost.layers) / 1024
         metrics = {"accuracy": float(acc), "latency_ms": cost.latency_s * 1e3, "energy_mj": cost.energy_j * 1e3,
@@ -314,11 +307,16 @@ class Problem:
 
     def cost(self, cand: Candidate):
         """The full per-layer cost of a candidate (for reports)."""
+        wl, assignment = self.assignment(cand, self.bit_map(cand, self.module(cand.arch)))
+        return wl, self._cost(wl, assignment, cand.hw)
+
+    def assignment(self, cand: Candidate, bit_map: dict[str, tuple[int, int]]) -> tuple[Workload, BitAssignment]:
+        """The candidate's workload and its bits keyed by ONNX layer name (the cost models' view);
+        layers without weights run at the widest width in use."""
         wl, names = self.workload(cand.arch)
-        bit_map = self.bit_map(cand, self.module(cand.arch))
         per_layer = {names[n]: LayerBits(*b) for n, b in bit_map.items() if n in names}
         widest = max((max(b) for b in bit_map.values()), default=8)
-        return wl, self._cost(wl, BitAssignment(LayerBits(widest, widest), per_layer), cand.hw)
+        return wl, BitAssignment(LayerBits(widest, widest), per_layer)
 
     def _cost(self, wl: Workload, bits: BitAssignment, hw: dict):
         if self.cost_model == "systolic":

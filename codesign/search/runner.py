@@ -100,8 +100,7 @@ class Runner:
              label: str) -> optuna.Study:
         study = _open_study(name, self.cfg, self.out, n_trials, seed_offset)
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(self.problem.initial_params(search) if fixed is None or "arch" not in search
-                                else self.problem.initial_params(search))
+            study.enqueue_trial(self.problem.initial_params(search))
         remaining = n_trials - _done(study)
         done0 = _done(study)
         self.progress(label, done0, n_trials, len(self._front(study)))
