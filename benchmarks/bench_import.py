@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from codesign.frontends.onnx_frontend import load_onnx
-from codesign.targets import load_target
+from hwmodels.targets import load_target
 from hwmodels.roofline import RooflineModel
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from codesign.frontends.onnx_frontend import load_onnx
-    from codesign.targets import load_target
+    from hwmodels.targets import load_target
     from hwmodels import measured as M
     from hwmodels.kernel_sampling import blocks_from_workloads, random_blocks
     from hwmodels.kernel_store import KernelStore, machine_info
@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     blocks = blocks_from_workloads([load_onnx(p) for p in train]) + random_blocks(args.random, seed=0)
     summary = M.run_profile(store, blocks, budget_s=args.budget_s, passes=args.passes)
-    fit = M.calibrate_network_overhead(store, train[: args.calibrate]) if args.calibrate else None
+    fit = M.calibrate_network_overhead(store, [(load_onnx(p), p) for p in train[: args.calibrate]]) if args.calibrate else None
     t_prof = time.perf_counter() - t0
     if fit:
         print(f"overhead fit on {args.calibrate} training networks: {fit}", flush=True)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import netgen  # noqa: E402
 
 from codesign.frontends.onnx_frontend import load_onnx  # noqa: E402
-from codesign.targets import load_target  # noqa: E402
+from hwmodels.targets import load_target  # noqa: E402
 from hwmodels.calibration import calibrate  # noqa: E402
 from hwmodels.ort_runner import measure_onnx_latency_ms  # noqa: E402
 from hwmodels.roofline import RooflineModel  # noqa: E402

@@ -48,7 +48,6 @@ def main() -> None:
             cfg.seed, cfg.algorithm = seed, algorithm
             run_dir = out / f"seed{seed}-{strategy}-{algorithm}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            problem.cfg = cfg
             runner = Runner(problem, cfg, run_dir)
             t0 = time.perf_counter()
             rows = runner.sequential() if strategy == "sequential" else runner.joint()

@@ -29,7 +29,8 @@ from codesign.data import load_splits
 from codesign.proxies import AccuracyPredictor, proxy_scores, spearman
 from codesign.quant import evaluate_accuracy, layer_sensitivity, qat_finetune, uniform_bits
 from codesign.spaces import get_space
-from codesign.supernet import TrainConfig, accuracy, extract, finetune, train_module, train_supernet
+from codesign.supernet import extract, finetune, train_supernet
+from codesign.training import TrainConfig, accuracy, train_module
 
 SPACES = {
     "small-cnn": dict(config={}, epochs=20, n_random=2, lr=3e-3),

@@ -123,7 +123,7 @@ def dse_throughput(repeats=3):
 
     from codesign.cli.dse import sweep
     from codesign.frontends.onnx_frontend import load_onnx
-    from codesign.targets import load_target
+    from hwmodels.targets import load_target
 
     path = Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"
     layers = layers_from_workload(load_onnx(path))

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from codesign.data import resize
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.spaces.base import Arch, SearchSpace
 
 ESTIMATE_LABEL = "estimate (not measured)"

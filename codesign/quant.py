@@ -10,8 +10,6 @@ uses the straight-through estimator.
 from __future__ import annotations
 
 import copy
-import json
-import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -20,10 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codesign.data import Split, Splits, resize
-from codesign.errors import CodesignError
+from hwmodels import bits as hwbits
+from hwmodels.errors import CodesignError
 
-VALID_BITS = (2, 4, 8, 16, 32)
-FP = 32
+VALID_BITS = hwbits.VALID_BITS
+FP = hwbits.FLOAT_BITS
 BitMap = dict[str, tuple[int, int]]
 _CLIP_RATIOS = torch.linspace(0.3, 1.0, 15)
 
@@ -41,51 +40,21 @@ def uniform_bits(module: nn.Module, w_bits: int, a_bits: int) -> BitMap:
 
 
 def parse_bits(spec: str | Mapping | Path, module: nn.Module) -> BitMap:
-    """``fp``, ``w8a8``/``w4a8``... for all layers, a dict, or a JSON file ``{layer: [w, a] | "w4a8", "default": ...}``."""
+    """``fp``, ``w8a8``/``w4a8``... for all layers, a dict, or a .json/.toml map (``hwmodels.bits.parse_bits``)."""
     names = layer_names_for_bits(module)
-    if isinstance(spec, Mapping):
-        raw = dict(spec)
-    else:
-        text = str(spec).strip()
-        if text.endswith(".json") or Path(text).is_file():
-            try:
-                raw = json.loads(Path(text).read_text())
-            except OSError as exc:
-                raise CodesignError(f"bit map {text}: cannot read ({exc.strerror or exc})") from None
-            except json.JSONDecodeError as exc:
-                raise CodesignError(f"bit map {text}: invalid JSON ({exc})") from None
-            if not isinstance(raw, dict):
-                raise CodesignError(f"bit map {text}: must be a JSON object {{layer: [w_bits, a_bits]}}")
-        else:
-            w, a = parse_bit_pair(text, "bits")
-            return {n: (w, a) for n in names}
-    default = parse_bit_pair(raw.pop("default"), "default") if "default" in raw else (FP, FP)
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise CodesignError(f"bit map names layer(s) not in the model: {', '.join(unknown[:5])} "
-                            f"(layers: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
-    return {n: (parse_bit_pair(raw[n], n) if n in raw else default) for n in names}
+    assignment = hwbits.parse_bits(spec, names, where="bit map")
+    return to_bit_map(assignment, names)
+
+
+def to_bit_map(assignment: hwbits.BitAssignment, names: Iterable[str]) -> BitMap:
+    """A ``BitAssignment`` over ``names`` as {layer: (w_bits, a_bits)}."""
+    return {n: (assignment.for_layer(n).weight, assignment.for_layer(n).activation) for n in names}
 
 
 def parse_bit_pair(v: object, where: str) -> tuple[int, int]:
-    """One (w_bits, a_bits) from "w8a8", "fp" or [8, 8], validated against VALID_BITS."""
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if s in ("fp", "fp32", "float", "w32a32"):
-            return FP, FP
-        m = re.fullmatch(r"w(\d+)a(\d+)", s)
-        if not m:
-            raise CodesignError(f"{where}: bit-width spec {v!r} not understood (use fp, w8a8, w4a8, ... "
-                                "or a JSON map file)")
-        w, a = int(m.group(1)), int(m.group(2))
-    elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(b, int) for b in v):
-        w, a = int(v[0]), int(v[1])
-    else:
-        raise CodesignError(f"{where}: bit-widths must be [w_bits, a_bits] or 'w8a8', got {v!r}")
-    for b in (w, a):
-        if b not in VALID_BITS:
-            raise CodesignError(f"{where}: bit-width {b} is not one of {list(VALID_BITS)} (32 = floating point)")
-    return w, a
+    """One (w_bits, a_bits) from "w8a8", "fp" or [8, 8] (``hwmodels.bits.parse_bit_pair``)."""
+    b = hwbits.parse_bit_pair(v, where)
+    return b.weight, b.activation
 
 
 def sample_bit_map(module: nn.Module, rng, choices: Iterable[int] = VALID_BITS,
@@ -224,7 +193,7 @@ def evaluate_accuracy(module: nn.Module, data: Split | Splits, bits: str | Mappi
 
     ``data`` is one ``Split``, or ``Splits`` (then: test part measured, val part calibrates).
     """
-    from codesign.supernet import accuracy
+    from codesign.training import accuracy
 
     if isinstance(data, Splits):
         calib_x = data.val.x[:256] if calib_x is None else calib_x
@@ -247,7 +216,7 @@ def layer_sensitivity(module: nn.Module, splits: Splits, bits: int = 2, quantize
 
     ``quantize`` is ``weight``, ``activation`` or ``both``.  Larger drop = more sensitive layer.
     """
-    from codesign.supernet import accuracy
+    from codesign.training import accuracy
 
     base = accuracy(module, splits.val)
     calib = splits.val.x[:calib_images]
@@ -262,7 +231,7 @@ def layer_sensitivity(module: nn.Module, splits: Splits, bits: int = 2, quantize
 def qat_finetune(module: nn.Module, bit_map: Mapping[str, tuple[int, int]], splits: Splits, epochs: int = 3,
                  lr: float = 5e-4, seed: int = 0) -> nn.Module:
     """Short quantization-aware fine-tune (straight-through estimator); returns the fake-quantized model."""
-    from codesign.supernet import TrainConfig, train_module
+    from codesign.training import TrainConfig, train_module
 
     q = quantize_model(module, bit_map, splits.val.x[:256])
     q.input_resolution = getattr(module, "input_resolution", None)
@@ -280,12 +249,8 @@ def quant_params(qmodel: nn.Module) -> dict[str, dict[str, float | int]]:
     return out
 
 
-_PRECISION_BITS = {"int2": 2, "int4": 4, "int8": 8, "int16": 16, "fp16": 32, "bf16": 32, "fp32": 32}
-
-
 def supported_bits(target_name_or_path: str) -> list[int]:
-    """Bit-widths a target runs, from its ``peak_gmacs`` precisions (any float precision counts as 32 = fp)."""
-    from codesign.targets import load_target
+    """Bit-widths a target runs natively, from its ``peak_gmacs`` precisions (``hwmodels.bits.native_bits``)."""
+    from hwmodels.targets import load_target
 
-    target = load_target(target_name_or_path)
-    return sorted({_PRECISION_BITS[p] for p in target.precisions if p in _PRECISION_BITS})
+    return hwbits.native_bits(load_target(target_name_or_path).precisions)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
-from codesign.errors import CodesignError
-from codesign.targets import Target, target_from_dict
-from codesign.workload import Workload
+from hwmodels.errors import CodesignError
+from hwmodels.targets import Target, target_from_dict
+from hwmodels.workload import Workload
 from hwmodels.roofline import RooflineModel
 
 PRIOR_WEIGHT = 0.05   # one e-fold away from the prior costs as much as a 5% log-latency error

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codesign.workload import Layer, Workload
+from hwmodels.workload import Layer, Workload
 from hwmodels.ort_profiler import IR_VERSION, OPSET, compile_workload, skeleton_model
 
 

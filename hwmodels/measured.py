@@ -26,15 +26,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codesign.errors import CodesignError
-from codesign.targets import Target
-from codesign.workload import Workload
+from hwmodels.errors import CodesignError
+from hwmodels.targets import Target
+from hwmodels.workload import Workload
 from hwmodels.base import LayerCost, NetworkCost
 from hwmodels.kernel_predictor import KernelPredictor
 from hwmodels.kernel_store import KernelRecord, KernelStore, machine_fingerprint
-from hwmodels.precision import BitAssignment
+from hwmodels.bits import BitAssignment
 
 BACKENDS = ("onnxruntime", "tvm")
+# where a layer's time came from -> its bound (hwmodels.base): removed by the runtime, folded into a
+# neighbour's kernel, or estimated from bytes; measured/predicted kernels are "measured"
+_BOUND_OF_SOURCE = {"eliminated": "free", "fused": "fused"}
 _PREDICTORS: dict[tuple, KernelPredictor] = {}
 
 
@@ -199,12 +202,13 @@ class MeasuredModel:
         if pending and layers:
             per_layer[layers[-1].name] += pending
         costs = []
+        fallback_level = target.memory[min(1, len(target.memory) - 1)].name    # what _standin_us charges
         for l in layers:
             src = source_of.get(l.name, "eliminated")
             costs.append(LayerCost(
                 name=l.name, op=l.op, op_class=l.op_class, macs=l.macs, weight_bytes=l.weight_bytes,
-                act_bytes=l.act_bytes, latency_s=per_layer[l.name] * 1e-6, energy_j=0.0,
-                bound="measured" if src == "exact" else ("predicted" if src not in ("fused", "eliminated", "fallback") else src),
+                act_bytes=l.act_bytes, latency_s=per_layer[l.name] * 1e-6, energy_j=None,
+                bound=fallback_level if src == "fallback" else _BOUND_OF_SOURCE.get(src, "measured"),
                 precision="fp32", extra={"kernel": kernel_of.get(l.name, ""), "source": src}))
         n_exact = sum(1 for e in ests if e.source == "exact")
         n_pred = len(ests) - n_exact
@@ -219,11 +223,11 @@ class MeasuredModel:
                          f"in the total, not in per-layer latencies)")
         else:
             notes.append("overhead not measured (run `codesign profile` to fit it); none added")
-        notes.append("energy is not modelled by the measured cost model (0)")
+        notes.append("energy is not estimated by the measured cost model")
         del t0
         return NetworkCost(
             model=workload.name, target=target.name, cost_model=self.name, layers=costs,
-            latency_s=total_us * 1e-6, energy_j=0.0, macs=workload.macs, params=workload.params,
+            latency_s=total_us * 1e-6, energy_j=None, macs=workload.macs, params=workload.params,
             peak_memory_bytes=workload.peak_activation_bytes() + workload.weight_bytes,
             not_modelled=workload.not_modelled, notes=notes)
 
@@ -322,13 +326,13 @@ def tvm_blocks(workloads: list[Workload]) -> list:
     return out
 
 
-def calibrate_network_overhead(store: KernelStore, paths: list, threads: int = 1, opt_level: str = "all",
+def calibrate_network_overhead(store: KernelStore, networks: list[tuple[Workload, Path]], threads: int = 1, opt_level: str = "all",
                                rounds: int = 2, min_nets: int = 5, fit_scale: bool = False) -> dict | None:
     """Fit ``latency = per_run + scale * sum(kernels) + per_node * kernels`` on whole networks
     (``scale`` is fixed at 1 unless ``fit_scale``: on a shared machine a scale fitted on
     networks measured at one moment mostly learns that moment's load).
 
-    ``paths``: ONNX networks whose kernels are in the store (calibration networks -- never the
+    ``networks``: (Workload, ONNX file) pairs whose kernels are in the store (calibration networks -- never the
     ones a benchmark evaluates).  Each is measured end to end (``fast_ms``, lowest of
     ``rounds``); the three terms are fitted by least squares on the *relative* error so small
     and large networks weigh alike.  The per-node term absorbs the profiler's own per-node
@@ -338,13 +342,12 @@ def calibrate_network_overhead(store: KernelStore, paths: list, threads: int = 1
     """
     import numpy as np
 
-    from codesign.frontends.onnx_frontend import load_onnx
     from hwmodels.ort_runner import measure_onnx_latency_ms
 
     model = MeasuredModel(store=store, threads=threads, opt_level=opt_level)
     rows = []
-    for p in paths:
-        ests, standins, _ = model.kernel_estimates(load_onnx(p), threads)
+    for wl, p in networks:
+        ests, standins, _ = model.kernel_estimates(wl, threads)
         if standins or not ests:
             continue
         y = min(measure_onnx_latency_ms(p, threads, repeats=24, warmup=4, opt_level=opt_level, min_time_s=0.1)["fast_ms"]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.workload import Layer, Workload
+from hwmodels.workload import Layer, Workload
 
 OPSET = 17
 IR_VERSION = 8

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 
 DEFAULT_THREADS = 1
 DEFAULT_OPT_LEVEL = "all"

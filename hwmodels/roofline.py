@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from codesign.targets import Target
-from codesign.workload import Layer, Workload
+from hwmodels.targets import Target
+from hwmodels.workload import Layer, Workload
 from hwmodels.base import LayerCost, NetworkCost
-from hwmodels.precision import BitAssignment, LayerBits, compute_precision, precision_bits
+from hwmodels.bits import BitAssignment, LayerBits, compute_precision, precision_bits, precision_name
 
 # layout-only ops that runtimes execute as views (no copy, no kernel launch)
 FREE_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
@@ -53,14 +53,10 @@ def mac_energy_pj(target: Target, bits: LayerBits, precision: str) -> float:
     fallback = table.get(precision, max(table.values()))
     if precision.startswith(("fp", "bf")):
         return fallback
-    w_p, a_p = _int_precision(bits.weight), _int_precision(bits.activation)
+    w_p, a_p = precision_name(bits.weight), precision_name(bits.activation)
     if w_p in table and a_p in table:
         return math.sqrt(table[w_p] * table[a_p])
     return fallback
-
-
-def _int_precision(b: int) -> str:
-    return {2: "int2", 4: "int4", 8: "int8", 16: "int16"}.get(b, "fp32")
 
 
 @dataclass

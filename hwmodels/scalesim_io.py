@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from hwmodels.systolic import DATAFLOWS, ArrayConfigs, SystolicLayers
 
 CONV_FIELDS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels", "Num Filter", "Strides")

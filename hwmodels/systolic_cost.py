@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesign.errors import CodesignError
-from hwmodels.systolic import (ArrayConfigs, SystolicResult, config_from_systolic, layers_from_workload,
-                               simulate)
-
-PRECISION_OF_BITS = {2: "int2", 4: "int4", 8: "int8", 16: "int16", 32: "fp32"}
-
-
-def precision_for_bits(bits: int) -> str:
-    try:
-        return PRECISION_OF_BITS[int(bits)]
-    except KeyError:
-        raise CodesignError(f"word_bits={bits} has no MAC energy precision; use one of "
-                            f"{', '.join(map(str, PRECISION_OF_BITS))}") from None
-
+from hwmodels.bits import precision_name
+from hwmodels.errors import CodesignError
+from hwmodels.systolic import ArrayConfigs, SystolicResult
 
 def _mac_pj(target, bits: np.ndarray) -> np.ndarray:
     out = np.empty(bits.shape, dtype=float)
     for b in np.unique(bits):
-        p = precision_for_bits(int(b))
+        p = precision_name(int(b))
         if p not in target.energy.mac_pj:
             raise CodesignError(f"target {target.name}: energy.mac_pj has no {p} entry for word_bits={b}; add it to the TOML")
         out[bits == b] = target.energy.mac_pj[p]
@@ -76,39 +65,3 @@ def network_costs(result: SystolicResult, target, clock_mhz=None) -> dict[str, n
         "energy_j": energy_pj(result, target).sum(axis=1) * 1e-12,
         "area_mm2": area_mm2(result.configs, target),
     }
-
-
-def systolic_layer_costs(workload, target, config=None) -> list[dict]:
-    """Per-layer cost of ``workload`` on a systolic template target (``codesign analyze``).
-
-    ``config`` is a ``SystolicConfig`` (default: the target's [systolic.default]).  Layers that
-    do not run on the array (pool, elementwise, ...) get zero cycles and bound 'off-array'.
-    Bound is 'memory' when DRAM bandwidth stalls the layer, else 'compute'.
-    """
-    if target.systolic is None:
-        raise CodesignError(f"target {target.name} is not a systolic template (no [systolic] table)")
-    cfg = config or target.systolic.default
-    configs = config_from_systolic(cfg)
-    configs.check_fold_fits()
-    layers = layers_from_workload(workload)
-    res = simulate(layers, configs)
-    e = energy_pj(res, target)[0]
-    hz = cfg.clock_mhz * 1e6
-    idx = {n: j for j, n in enumerate(layers.names)}
-    out = []
-    for layer in workload.layers():
-        j = idx.get(layer.name)
-        if j is None:
-            out.append({"name": layer.name, "op": layer.op, "cycles": 0, "latency_ms": 0.0, "energy_mj": 0.0,
-                        "bound": "off-array", "macs": int(layer.macs)})
-            continue
-        cyc = int(res.total_cycles[0, j])
-        out.append({
-            "name": layer.name, "op": layer.op, "cycles": cyc,
-            "latency_ms": cyc / hz * 1e3, "energy_mj": float(e[j]) * 1e-9,
-            "bound": "memory" if res.stall_cycles[0, j] > 0 else "compute",
-            "macs": int(res.macs[0, j]), "stall_cycles": int(res.stall_cycles[0, j]),
-            "utilization_pct": float(res.overall_util_pct[0, j]),
-            "dram_bytes": int((res.dram_reads[0, j] + res.dram_writes[0, j]) * cfg.word_bits // 8),
-        })
-    return out

@@ -7,18 +7,14 @@ layer's bits.  Layers are simulated once per distinct width and each takes its o
 from __future__ import annotations
 
 
-from codesign.errors import CodesignError
-from codesign.targets import SystolicConfig, Target
-from codesign.workload import Workload
+from hwmodels.errors import CodesignError
+from hwmodels.targets import SystolicConfig, Target
+from hwmodels.workload import Workload
 from hwmodels.base import LayerCost, NetworkCost
-from hwmodels.precision import BitAssignment, LayerBits
+from hwmodels.bits import BitAssignment, LayerBits, precision_name, word_bits
 from hwmodels.roofline import act_bytes, fit_notes, weight_bytes
 from hwmodels.systolic import config_from_systolic, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
-
-
-def _word_bits(bits: LayerBits) -> int:
-    return min(bits.widest, 16) if bits.widest < 32 else 32
 
 
 class SystolicCostModel:
@@ -33,7 +29,7 @@ class SystolicCostModel:
         base = self.config or target.systolic.default
         bits = bits or BitAssignment(LayerBits(base.word_bits, base.word_bits))
         layers = layers_from_workload(workload)
-        per_layer_bits = {l.name: _word_bits(bits.for_layer(l.name)) for l in workload.layers()}
+        per_layer_bits = {l.name: word_bits(bits.for_layer(l.name)) for l in workload.layers()}
         hz = base.clock_mhz * 1e6
         rows: dict[str, dict] = {}
         for wb in sorted(set(per_layer_bits[n] for n in layers.names) or {base.word_bits}):
@@ -55,11 +51,11 @@ class SystolicCostModel:
             r = rows.get(l.name)
             if r is None:   # pooling, elementwise...: off the array (host/vector unit), not modelled here
                 costs.append(LayerCost(l.name, l.op, l.op_class, l.macs, w_bytes, a_bytes, 0.0, 0.0, "off-array",
-                                       precision=f"int{per_layer_bits[l.name]}"))
+                                       precision=precision_name(per_layer_bits[l.name])))
                 continue
             costs.append(LayerCost(l.name, l.op, l.op_class, l.macs, w_bytes, a_bytes, r["cycles"] / hz,
-                                   r["energy_j"], "DRAM" if r["stall"] > 0 else "compute", r["dram_bytes"],
-                                   f"int{per_layer_bits[l.name]}", r["util"],
+                                   r["energy_j"], target.main_memory.name if r["stall"] > 0 else "compute",
+                                   r["dram_bytes"], precision_name(per_layer_bits[l.name]), r["util"],
                                    extra={"cycles": r["cycles"], "stall_cycles": r["stall"]}))
         latency = sum(c.latency_s for c in costs)
         energy = sum(c.energy_j for c in costs) + target.energy.static_power_w * latency
@@ -70,7 +66,5 @@ class SystolicCostModel:
             notes.append(f"not on the array (zero cycles here): {', '.join(off)}")
         peak_act = workload.peak_activation_bytes() * min(bits.default.activation / 32.0, 1.0)
         notes += fit_notes(target, weights, peak_act)
-        cost = NetworkCost(workload.name, target.name, self.name, costs, latency, energy, workload.macs,
-                           workload.params, int(weights + peak_act), workload.not_modelled, notes)
-        cost.area_mm2 = area   # templates have an area; device targets do not
-        return cost
+        return NetworkCost(workload.name, target.name, self.name, costs, latency, energy, workload.macs,
+                           workload.params, int(weights + peak_act), workload.not_modelled, notes, area_mm2=area)

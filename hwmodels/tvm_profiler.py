@@ -16,12 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from codesign.workload import Layer, Workload
+from hwmodels.workload import Layer, Workload
 from hwmodels.ort_profiler import _numel, skeleton_model
 
 _JOINS = {"elementwise", "norm"}
@@ -82,16 +80,9 @@ def group_kind_features(group: list[Layer]) -> tuple[str, dict]:
 def _compile(onnx_model, threads: int = 1):
     tvm = _tvm(threads)
     from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
 
-    from codesign.frontends.tvm_frontend import relax_from_onnx
-
-    fd, path = tempfile.mkstemp(suffix=".onnx")
-    os.close(fd)
-    try:
-        Path(path).write_bytes(onnx_model.SerializeToString())
-        mod = relax_from_onnx(path)
-    finally:
-        Path(path).unlink(missing_ok=True)
+    mod = from_onnx(onnx_model, keep_params_in_input=False)
     mod = relax.transform.DecomposeOpsForInference()(mod)
     mod = relax.transform.LegalizeOps()(mod)
     ex = tvm.compile(mod, target="llvm")

@@ -1,1 +1,1 @@
-"""Target files (TOML data, one per device or template); see codesign.targets_schema."""
+"""Target files (TOML data, one per device or template), shipped as package data of hwmodels; schema in hwmodels.targets."""

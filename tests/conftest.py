@@ -1,6 +1,9 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -17,9 +20,30 @@ def light_dir() -> Path:
     return LIGHT
 
 
-def run_cli(*args: str, check_rc: int | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a user or a CI pipeline would."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, check_rc: int | None = None) -> CliResult:
+    """Run the CLI in-process (``codesign.cli.main``), capturing what it prints, as a user would see it."""
+    from codesign.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in args])
+    result = CliResult(rc, out.getvalue(), err.getvalue())
+    if check_rc is not None:
+        assert rc == check_rc, (rc, result.stdout[-2000:], result.stderr[-2000:])
+    return result
+
+
+def run_cli_process(*args: str, check_rc: int | None = None, path: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the real ``python -m codesign`` in a subprocess (for what only a fresh process shows);
+    ``path``: folders put in front of the import path (e.g. a plug-in's)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*map(str, path), str(REPO)]))
     env.pop("CODESIGN_DEBUG", None)
     proc = subprocess.run([sys.executable, "-m", "codesign", *args], capture_output=True, text=True,
                           env=env, timeout=600)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from codesign.frontends.onnx_frontend import load_onnx
-from codesign.frontends.torch_frontend import export_torch
-from codesign.targets import load_target
+from codesign.frontends.torch_frontend import export_onnx
+from hwmodels.targets import load_target
 from conftest import run_cli
 from hwmodels.calibration import calibrate
 from hwmodels.roofline import RooflineModel
@@ -50,7 +50,7 @@ def measured(tmp_path_factory):
                 (48, 3, 1, 64), (8, 6, 3, 64), (32, 2, 5, 48), (96, 2, 3, 32), (16, 2, 7, 48), (40, 4, 3, 40)]]
     for i, cfg in enumerate(configs):
         net, x = _net(*cfg)
-        path = export_torch(net, x, d / f"net{i}.onnx")
+        path = export_onnx(net, x, d / f"net{i}.onnx")
         rows.append((path, _measure_ms(path)))
     csv = d / "m.csv"
     csv.write_text("model,latency_ms\n" + "".join(f"{p.name},{ms:.5f}\n" for p, ms in rows))

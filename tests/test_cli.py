@@ -80,7 +80,7 @@ def test_dynamic_batch_without_input_shape(tmp_path):
 
 
 def test_bad_target_files(tmp_path):
-    from codesign.targets import list_targets
+    from hwmodels.targets import list_targets
 
     wrong_type = tmp_path / "wrong.toml"
     wrong_type.write_text(list_targets()["host"].read_text().replace("threads = 1", 'threads = "one"'))
@@ -100,3 +100,34 @@ def test_unknown_target_name():
 def test_usage_errors_are_one_line():
     _one_line_error(run_cli("analyze", str(LIGHT / "light_squeezenet.onnx"), "--no-such-flag"), "--no-such-flag")
     _one_line_error(run_cli("analyze", str(LIGHT / "light_squeezenet.onnx"), "--bits", "w3a8"), "bit-width 3")
+
+
+def test_help_and_version_do_not_load_torch_or_tvm():
+    import subprocess
+    import sys
+
+    code = ("import sys; from codesign.cli import main; rc = [main(['--help']), main(['--version'])]; "
+            "heavy = [m for m in ('torch', 'tvm') if m in sys.modules]; print(rc, heavy); sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[0, 0] []" in proc.stdout
+
+
+def test_the_real_entry_point_runs():
+    from conftest import run_cli_process
+
+    proc = run_cli_process("analyze", str(LIGHT / "light_squeezenet.onnx"), "--json", "-", check_rc=0)
+    assert json.loads(proc.stdout)["macs"] > 3e8
+    _one_line_error(run_cli_process("analyze", "/no/such/model.onnx"), "model file not found")
+
+
+@pytest.mark.parametrize("command", [
+    ["analyze", str(LIGHT / "light_squeezenet.onnx"), "--json"],
+    ["check", str(LIGHT / "light_squeezenet.onnx"), "-t", "host", "--max-latency-ms", "1000", "--json"],
+    ["simulate", str(LIGHT / "light_squeezenet.onnx"), "-t", "systolic", "--json"],
+    ["analyze", str(LIGHT / "light_squeezenet.onnx"), "--plot"],
+])
+def test_unwritable_output_is_a_one_line_exit_2(command, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _one_line_error(run_cli(*command, str(blocker / "out.json")), "cannot write", str(blocker / "out.json"))

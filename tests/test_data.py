@@ -7,7 +7,7 @@ import torch
 
 from codesign.data import (batches, load_dataset, load_digits, load_image_folder, load_splits, random_shift, resize,
                            split_dataset)
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 
 
 

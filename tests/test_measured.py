@@ -4,10 +4,10 @@ import warnings
 import pytest
 import torch
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.frontends.onnx_frontend import load_onnx
-from codesign.frontends.torch_frontend import export_torch
-from codesign.targets import load_target
+from codesign.frontends.torch_frontend import export_onnx
+from hwmodels.targets import load_target
 from hwmodels import measured as measured_mod
 from hwmodels.kernel_predictor import KernelPredictor
 from hwmodels.kernel_sampling import blocks_from_workloads, random_blocks
@@ -15,8 +15,10 @@ from hwmodels.kernel_store import KernelStore
 from hwmodels.measured import MeasuredModel, run_profile
 from hwmodels.ort_profiler import compile_workload
 from hwmodels.ort_runner import measure_onnx_latency_ms
-from hwmodels.precision import BitAssignment, LayerBits
+from hwmodels.bits import BitAssignment, LayerBits
 from nets import MobileNetV2Small
+
+pytestmark = pytest.mark.slow   # profiles kernels with onnxruntime and TVM
 
 warnings.filterwarnings("ignore", message=".*NchwcTransformer.*")
 
@@ -48,8 +50,8 @@ class SmallNet(torch.nn.Module):
 def nets(tmp_path_factory):
     d = tmp_path_factory.mktemp("nets")
     torch.manual_seed(0)
-    small = export_torch(SmallNet().eval(), torch.randn(1, 3, 32, 32), d / "small.onnx")
-    mbv2 = export_torch(MobileNetV2Small().eval(), torch.randn(1, 3, 32, 32), d / "mbv2.onnx")
+    small = export_onnx(SmallNet().eval(), torch.randn(1, 3, 32, 32), d / "small.onnx")
+    mbv2 = export_onnx(MobileNetV2Small().eval(), torch.randn(1, 3, 32, 32), d / "mbv2.onnx")
     return {"small": small, "mbv2": mbv2}
 
 
@@ -145,7 +147,6 @@ def test_registry_and_unknown_backend():
 
 
 def test_tvm_backend_measures_and_predicts(tmp_path, nets):
-    pytest.importorskip("tvm")
     from hwmodels.measured import tvm_blocks
 
     wl = load_onnx(nets["small"])

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes, workload_from_model
 from conftest import LIGHT
 

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.proxies import AccuracyPredictor, naswot_score, proxy_scores, spearman, synflow_score
 from codesign.spaces import get_space
-from codesign.supernet import TrainConfig, accuracy, extract, train_supernet
+from codesign.supernet import extract, train_supernet
+from codesign.training import TrainConfig, accuracy
+
+pytestmark = pytest.mark.slow   # trains networks
 
 
 

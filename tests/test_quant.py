@@ -6,12 +6,14 @@ import json
 import pytest
 import torch
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.quant import (FakeQuantLayer, check_supported, evaluate_accuracy, layer_names_for_bits,
                             layer_sensitivity, parse_bits, qat_finetune, quant_params, quantize_model,
                             quantize_weight, uniform_bits)
 from codesign.spaces import get_space
-from codesign.supernet import TrainConfig, accuracy, train_module
+from codesign.training import TrainConfig, accuracy, train_module
+
+pytestmark = pytest.mark.slow   # trains networks
 
 
 

@@ -6,9 +6,9 @@ import torch
 
 from codesign.frontends.onnx_frontend import load_onnx
 from codesign.frontends.torch_frontend import load_torch
-from codesign.targets import load_target, target_from_dict
+from hwmodels.targets import load_target, target_from_dict
 from conftest import LIGHT
-from hwmodels.precision import BitAssignment, LayerBits, compute_precision, parse_bits
+from hwmodels.bits import BitAssignment, LayerBits, compute_precision, parse_bits
 from hwmodels.roofline import RooflineModel, mac_energy_pj
 
 

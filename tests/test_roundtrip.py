@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from codesign.frontends.onnx_frontend import load_onnx
-from codesign.frontends.torch_frontend import export_torch, load_torch
+from codesign.frontends.torch_frontend import export_onnx, load_torch
 from codesign.frontends.tvm_frontend import load_onnx_via_tvm, load_relax
 from nets import MLP, EncoderBlock, MobileNetV2Small, expected_macs_mobilenet
 
@@ -19,7 +19,7 @@ def test_three_routes_agree_on_macs(case, tmp_path):
     torch.manual_seed(0)
     build, example = CASES[case]
     model, x = build(), example()
-    path = export_torch(model, x, tmp_path / f"{case}.onnx")
+    path = export_onnx(model, x, tmp_path / f"{case}.onnx")
     via_onnx = load_onnx(path)
     via_tvm = load_onnx_via_tvm(path)
     via_torch = load_torch(model, x)

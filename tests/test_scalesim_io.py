@@ -1,7 +1,7 @@
 """Parsing SCALE-Sim topology CSVs and .cfg files as scalesim 3.0.0 reads them."""
 import pytest
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from hwmodels.scalesim_io import read_cfg, read_topology
 
 HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"

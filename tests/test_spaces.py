@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from codesign.errors import CodesignError
-from codesign.export import example_input, export_onnx
+from hwmodels.errors import CodesignError
+from codesign.frontends.torch_frontend import example_input, export_onnx, load_torch
 from codesign.spaces import UserSpace, define_space, get_space, list_spaces
 
 
@@ -79,7 +79,8 @@ def test_any_subnet_exports_to_onnx_and_runs(tmp_path, name):
     sp = get_space(name, **TINY[name])
     for seed, arch in enumerate([sp.largest(), sp.sample(7)]):
         model = sp.build(arch, 10, 1, 8, seed=seed).eval()
-        path = export_onnx(model, example_input(model, 1), tmp_path / f"{name}{seed}.onnx", sp.name)
+        path = export_onnx(model, example_input(model, 1), tmp_path / f"{name}{seed}.onnx", dynamic_batch=True,
+                           what=f"model from space {sp.name}")
         x = torch.randn(3, 1, model.input_resolution, model.input_resolution)
         got = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
         np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-3, atol=1e-4)
@@ -101,7 +102,7 @@ def test_define_by_run_user_space(tmp_path):
     assert sp.smallest() == {"width": 8, "extra": False}
     model = sp.build({"width": 16, "extra": True, "k": 5}, 10, 1, 8)
     assert model[2].kernel_size == (5, 5) and model.input_resolution == 8
-    export_onnx(model, example_input(model, 1), tmp_path / "u.onnx", sp.name)
+    export_onnx(model, example_input(model, 1), tmp_path / "u.onnx", what=f"model from space {sp.name}")
     with pytest.raises(CodesignError, match="width=7"):
         sp.build({"width": 7}, 10, 1, 8)
     define_space("mine-registered")(_user_builder)
@@ -124,7 +125,7 @@ def test_user_space_errors(tmp_path):
 
     sp = UserSpace(lambda t: FFT(), name="fftspace")
     with pytest.raises(CodesignError, match="model from space fftspace failed to export"):
-        export_onnx(sp.build({}, 10, 1, 8), torch.zeros(1, 1, 8, 8), tmp_path / "f.onnx", sp.name)
+        export_onnx(sp.build({}, 10, 1, 8), torch.zeros(1, 1, 8, 8), tmp_path / "f.onnx", what=f"model from space {sp.name}")
 
 
 def test_toml_user_space(tmp_path):
@@ -153,12 +154,9 @@ def test_toml_user_space(tmp_path):
 
 
 def test_subnet_reaches_the_cost_models_through_the_onnx_frontend():
-    pytest.importorskip("codesign.frontends.onnx_frontend")
-    from codesign.export import to_workload
-
     sp = get_space("mobilenetv3", **TINY["mobilenetv3"])
     small, big = (sp.build(a, 10, 1, 8) for a in (sp.smallest(), sp.largest()))
-    wl_small, wl_big = (to_workload(m, example_input(m, 1), sp.name) for m in (small, big))
+    wl_small, wl_big = (load_torch(m, example_input(m, 1), name=sp.name) for m in (small, big))
     assert len(wl_small) > 0 and wl_big.macs > 2 * wl_small.macs
 
 

@@ -7,10 +7,13 @@ import time
 import pytest
 import torch
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.spaces import get_space
-from codesign.supernet import (TrainConfig, accuracy, checkpoint_key, extract, finetune, load_checkpoint,
-                               save_checkpoint, train_module, train_or_load, train_supernet)
+from codesign.supernet import (checkpoint_key, extract, finetune, load_checkpoint, save_checkpoint, train_or_load,
+                               train_supernet)
+from codesign.training import TrainConfig, accuracy, train_module
+
+pytestmark = pytest.mark.slow   # trains supernets
 
 
 
@@ -156,7 +159,7 @@ def test_cli_train_and_evaluate(app, tmp_path):
     assert res.exit_code == 0, res.output
     assert ck.exists() and "largest sub-network: measured test accuracy" in res.output
     res = runner.invoke(app, ["evaluate", "--checkpoint", str(ck), "--arch", "largest", "--bits", "w8a8",
-                              "--json-out", str(tmp_path / "r.json"), "--onnx-out", str(tmp_path / "m.onnx")])
+                              "--json", str(tmp_path / "r.json"), "--onnx-out", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["accuracy_kind"] == "measured" and abs(result["accuracy"] - _acc(res.output)) < 1e-4

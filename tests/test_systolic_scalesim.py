@@ -6,10 +6,11 @@ cycles within the tolerance recorded in benchmarks/RESULTS.md otherwise.
 """
 import pytest
 
-scalesim = pytest.importorskip("scalesim.scale_sim")
 
-from hwmodels.scalesim_io import ScaleSimConfig, run_scalesim  # noqa: E402
-from hwmodels.systolic import SystolicLayers, simulate  # noqa: E402
+from hwmodels.scalesim_io import ScaleSimConfig, run_scalesim
+from hwmodels.systolic import SystolicLayers, simulate
+
+pytestmark = pytest.mark.slow   # runs the real SCALE-Sim
 
 # conv rows (name, ifmap h, w, filter h, w, channels, filters, stride h, stride w)
 CONV = SystolicLayers.from_rows([

@@ -2,8 +2,8 @@
 
 import pytest
 
-from codesign.errors import CodesignError
-from codesign.targets import list_targets, load_target
+from hwmodels.errors import CodesignError
+from hwmodels.targets import list_targets, load_target
 
 REQUIRED = {"host", "raspberry-pi-4", "jetson-orin-nano", "stm32h7", "eyeriss", "systolic"}
 

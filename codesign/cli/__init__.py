@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 
 app = typer.Typer(
     name="codesign",
@@ -22,33 +23,46 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from codesign.cli import analyze, targets_cmd
+def _version(value: bool) -> None:
+    """``codesign --version``: the version and what plug-ins added (read from metadata, nothing loaded)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
 
-    app.command("analyze")(analyze.analyze)
-    app.command("targets")(targets_cmd.targets)
-    _optional("codesign.cli.simulate", "simulate", "simulate")
-    _optional("codesign.cli.dse", "dse", "dse")
-    _optional("codesign.cli.profile", "profile", "profile")
-    _optional("codesign.cli.calibrate", "calibrate", "calibrate")
-    _optional("codesign.cli.check", "check", "check")
-    _optional("codesign.cli.search", "search", "search")
-    _optional("codesign.cli.train", "train_supernet", "train-supernet")
-    _optional("codesign.cli.train", "evaluate", "evaluate")
-
-
-def _optional(module: str, attr: str, name: str) -> None:
-    """Register commands whose modules are being built in parallel; absent ones are skipped."""
-    import importlib
+    from hwmodels.plugins import installed_plugins
 
     try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return
-        raise
-    if hasattr(mod, attr):
-        app.command(name)(getattr(mod, attr))
+        typer.echo(f"codesign {version('codesign')}")
+    except PackageNotFoundError:
+        typer.echo("codesign (not installed)")
+    plugins = installed_plugins()
+    if not plugins:
+        typer.echo("plug-ins: none")
+    for p in plugins:
+        typer.echo(f"plug-in {p.kind} {p.name!r} from {p.distribution} ({p.value})")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and installed plug-ins")] = False) -> None:
+    """Hardware-aware co-design: analyze, simulate and search networks x bit-widths x accelerators."""
+
+
+def _register() -> None:
+    """Every command module imports only light modules at its top: torch and TVM load inside commands."""
+    from codesign.cli import analyze, calibrate, check, dse, profile, search, simulate, targets_cmd, train
+
+    app.command("analyze")(analyze.analyze)
+    app.command("check")(check.check)
+    app.command("targets")(targets_cmd.targets)
+    app.command("calibrate")(calibrate.calibrate)
+    app.command("simulate")(simulate.simulate)
+    app.command("dse")(dse.dse)
+    app.command("profile")(profile.profile)
+    app.command("train-supernet")(train.train_supernet)
+    app.command("evaluate")(train.evaluate)
+    app.command("search")(search.search)
 
 
 _register()
@@ -66,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(e, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = e.format_message() if hasattr(e, "format_message") else str(e)
-        print(f"error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        print(f"error: {' '.join(message.split()).replace('Value error, ', '')}{hint}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return e.exit_code

@@ -1,45 +1,44 @@
 """`codesign analyze MODEL.onnx --target T`: per-layer latency, energy and bounds."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from codesign.errors import CodesignError
-from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
-from codesign.targets import load_target
+from codesign.cli.common import BitsOpt, CostModelOpt, Frontend, InputShapeOpt, JsonOpt, TargetOpt, emit_json
 from hwmodels.base import NetworkCost
-from hwmodels.precision import parse_bits
-from hwmodels.registry import get_cost_model, list_cost_models, resolve_name
+from hwmodels.errors import CodesignError
 
 
 def analyze(
-    model: Path = typer.Argument(..., help="ONNX model file"),
-    target: str = typer.Option("host", "--target", "-t", help="target name (see `codesign targets`) or path to a .toml"),
-    cost_model: str = typer.Option("auto", "--cost-model", help=f"auto | {' | '.join(list_cost_models())}"),
-    bits: Optional[str] = typer.Option(None, "--bits", help="uniform w8a8 / w4a8, or a per-layer .json/.toml map"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="NAME=1x3x224x224 for dynamic inputs (repeatable)"),
-    frontend: str = typer.Option("onnx", "--frontend", help="onnx (default) or tvm (import through TVM Relax)"),
-    json_out: Optional[str] = typer.Option(None, "--json", help="write the result as JSON to PATH, or - for stdout"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="write a roofline plot (PNG) with each layer as a point"),
-    measure: bool = typer.Option(False, "--measure", help="also run the whole network with onnxruntime and print measured vs predicted"),
-    top: int = typer.Option(20, "--top", help="layers shown in the table (slowest first); 0 = all"),
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    target: TargetOpt = "host",
+    cost_model: CostModelOpt = "auto",
+    bits: BitsOpt = None,
+    input_shape: InputShapeOpt = None,
+    frontend: Annotated[Frontend, typer.Option("--frontend", help="import through the ONNX frontend or TVM Relax")] = Frontend.onnx,
+    json_out: JsonOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write a roofline plot (PNG) with each layer as a point")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="also run the whole network with onnxruntime and print measured vs predicted")] = False,
+    top: Annotated[int, typer.Option("--top", help="layers shown in the table (slowest first); 0 = all")] = 20,
 ) -> None:
     """Estimate latency, energy and memory of MODEL on a target, layer by layer."""
+    from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
+    from hwmodels.bits import parse_bits
+    from hwmodels.registry import get_cost_model, resolve_name
+    from hwmodels.targets import load_target
+
     shapes = parse_input_shapes(input_shape)
     tgt = load_target(target)
-    if frontend == "onnx":
+    if frontend is Frontend.onnx:
         workload = load_onnx(model, shapes)
-    elif frontend == "tvm":
+    else:
         from codesign.frontends.tvm_frontend import load_onnx_via_tvm
 
         workload = load_onnx_via_tvm(model, shapes)
-    else:
-        raise CodesignError(f"--frontend {frontend!r}: use onnx or tvm")
     assignment = parse_bits(bits, [l.name for l in workload.layers()])
     name = resolve_name(cost_model, tgt)
     if name == "systolic" and tgt.systolic is None:
@@ -57,14 +56,8 @@ def analyze(
         from codesign.report.roofline_plot import plot_roofline
 
         plot_roofline(result, tgt, plot)
-    if json_out == "-":
-        print(json.dumps(payload, indent=2))
+    if emit_json(payload, json_out):
         return
-    if json_out:
-        try:
-            Path(json_out).write_text(json.dumps(payload, indent=2))
-        except OSError as e:
-            raise CodesignError(f"cannot write --json {json_out}: {e.strerror}") from None
     _print(result, payload, top)
 
 
@@ -79,9 +72,9 @@ def _print(result: NetworkCost, payload: dict, top: int) -> None:
         table.add_column(col, justify=just)
     for l in shown:
         table.add_row(l.name[:40], l.op, f"{l.macs / 1e6:.2f}", f"{l.weight_bytes / 1024:.1f}",
-                      f"{l.act_bytes / 1024:.1f}", f"{l.latency_s * 1e3:.4f}", f"{l.energy_j * 1e3:.5f}", l.bound)
+                      f"{l.act_bytes / 1024:.1f}", f"{l.latency_s * 1e3:.4f}", _mj(l.energy_j, 5), l.bound)
     console.print(table)
-    console.print(f"latency [bold]{result.latency_s * 1e3:.3f} ms[/]   energy [bold]{result.energy_j * 1e3:.4f} mJ[/]   "
+    console.print(f"latency [bold]{result.latency_s * 1e3:.3f} ms[/]   energy [bold]{_mj(result.energy_j, 4)} mJ[/]   "
                   f"MACs {result.macs / 1e9:.4f} G   params {result.params / 1e6:.3f} M   "
                   f"peak memory {result.peak_memory_bytes / 2**20:.2f} MiB")
     if "measured_latency_ms" in payload:
@@ -91,3 +84,7 @@ def _print(result: NetworkCost, payload: dict, top: int) -> None:
         console.print(f"[yellow]not modelled (kept with bytes, zero MACs):[/] {', '.join(result.not_modelled)}")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def _mj(energy_j: float | None, digits: int) -> str:
+    return "n/a" if energy_j is None else f"{energy_j * 1e3:.{digits}f}"

@@ -5,33 +5,34 @@ Exit 0 when the model's predicted cost is within every given budget, 1 when over
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from codesign.errors import CodesignError
-from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
-from codesign.targets import load_target
-from hwmodels.precision import parse_bits
-from hwmodels.registry import get_cost_model, resolve_name
+from codesign.cli.common import TARGET_HELP, BitsOpt, CostModelOpt, InputShapeOpt, JsonOpt, emit_json
+from hwmodels.errors import CodesignError
 
 
 def check(
-    model: Path = typer.Argument(..., help="ONNX model file"),
-    target: str = typer.Option(..., "--target", "-t", help="target name or .toml path"),
-    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms"),
-    max_energy_mj: Optional[float] = typer.Option(None, "--max-energy-mj"),
-    max_peak_memory_kb: Optional[float] = typer.Option(None, "--max-peak-memory-kb"),
-    bits: Optional[str] = typer.Option(None, "--bits", help="w8a8 or a per-layer map"),
-    cost_model: str = typer.Option("auto", "--cost-model"),
-    input_shape: Optional[list[str]] = typer.Option(None, "--input-shape"),
-    json_out: Optional[str] = typer.Option(None, "--json", help="write the verdict as JSON to PATH or -"),
-    top: int = typer.Option(5, "--top", help="dominant layers listed when over budget"),
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    target: Annotated[str, typer.Option("--target", "-t", help=TARGET_HELP)],
+    max_latency_ms: Annotated[Optional[float], typer.Option("--max-latency-ms", help="latency budget")] = None,
+    max_energy_mj: Annotated[Optional[float], typer.Option("--max-energy-mj", help="energy budget per inference")] = None,
+    max_peak_memory_kb: Annotated[Optional[float], typer.Option("--max-peak-memory-kb", help="weights + peak activations")] = None,
+    bits: BitsOpt = None,
+    cost_model: CostModelOpt = "auto",
+    input_shape: InputShapeOpt = None,
+    json_out: JsonOpt = None,
+    top: Annotated[int, typer.Option("--top", help="dominant layers listed when over budget")] = 5,
 ) -> None:
     """Exit 0 if MODEL meets every budget on TARGET, 1 if not, 2 on bad input."""
+    from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
+    from hwmodels.bits import parse_bits
+    from hwmodels.registry import get_cost_model, resolve_name
+    from hwmodels.targets import load_target
+
     budgets = {"latency_ms": max_latency_ms, "energy_mj": max_energy_mj, "peak_memory_kb": max_peak_memory_kb}
     if all(v is None for v in budgets.values()):
         raise CodesignError("give at least one budget: --max-latency-ms, --max-energy-mj or --max-peak-memory-kb")
@@ -42,19 +43,16 @@ def check(
     workload = load_onnx(model, parse_input_shapes(input_shape))
     name = resolve_name(cost_model, tgt)
     cost = get_cost_model(name).estimate(workload, tgt, parse_bits(bits, [l.name for l in workload.layers()]))
-    actual = {"latency_ms": cost.latency_s * 1e3, "energy_mj": cost.energy_j * 1e3,
+    if max_energy_mj is not None and cost.energy_j is None:
+        raise CodesignError(f"cost model {name!r} does not estimate energy; drop --max-energy-mj or choose another --cost-model")
+    actual = {"latency_ms": cost.latency_s * 1e3, "energy_mj": None if cost.energy_j is None else cost.energy_j * 1e3,
               "peak_memory_kb": cost.peak_memory_bytes / 1024}
     over = {k: (actual[k], v) for k, v in budgets.items() if v is not None and actual[k] > v}
     verdict = {"model": str(model), "target": tgt.name, "cost_model": name, "pass": not over,
                "actual": actual, "budgets": {k: v for k, v in budgets.items() if v is not None},
                "over_budget": sorted(over)}
-    dominant = _dominant(cost, over, top)
-    verdict["dominant_layers"] = dominant
-    if json_out == "-":
-        print(json.dumps(verdict, indent=2))
-    else:
-        if json_out:
-            Path(json_out).write_text(json.dumps(verdict, indent=2))
+    verdict["dominant_layers"] = _dominant(cost, over, top)
+    if not emit_json(verdict, json_out):
         _print(verdict, over)
     if over:
         raise typer.Exit(1)
@@ -62,10 +60,12 @@ def check(
 
 def _dominant(cost, over: dict, top: int) -> list[dict]:
     key = "energy_j" if "energy_mj" in over and "latency_ms" not in over else "latency_s"
-    total = sum(getattr(l, key) for l in cost.layers) or 1.0
-    ranked = sorted(cost.layers, key=lambda l: -getattr(l, key))[:top]
-    return [{"name": l.name, "op": l.op, "share_pct": 100 * getattr(l, key) / total, "bound": l.bound,
-             "latency_ms": l.latency_s * 1e3, "energy_mj": l.energy_j * 1e3} for l in ranked]
+    value = lambda l: getattr(l, key) or 0.0
+    total = sum(value(l) for l in cost.layers) or 1.0
+    ranked = sorted(cost.layers, key=lambda l: -value(l))[:top]
+    return [{"name": l.name, "op": l.op, "share_pct": 100 * value(l) / total, "bound": l.bound,
+             "latency_ms": l.latency_s * 1e3, "energy_mj": None if l.energy_j is None else l.energy_j * 1e3}
+            for l in ranked]
 
 
 def _print(verdict: dict, over: dict) -> None:

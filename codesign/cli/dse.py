@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 import tomllib
@@ -14,7 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from codesign.errors import CodesignError
+from codesign.cli.common import TARGET_HELP, InputShapeOpt
+from codesign.files import write_bytes, write_text
+from hwmodels.errors import CodesignError
 
 OBJECTIVES = ("latency_ms", "energy_mj", "area_mm2")
 FIELDS = ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dataflow", "dram_bandwidth_words")
@@ -24,7 +27,7 @@ def load_ranges(target, ranges_path: Path | None):
     """The template's ranges, or those of a TOML ([systolic.ranges], [ranges] or top level)."""
     from pydantic import ValidationError
 
-    from codesign.targets import SystolicRanges
+    from hwmodels.targets import SystolicRanges
 
     if ranges_path is None:
         return target.systolic.ranges
@@ -99,16 +102,16 @@ def _slice(configs, index):
 
 def dse(
     model: Annotated[Path, typer.Argument(help="ONNX model (or a SCALE-Sim topology CSV)")],
-    template: Annotated[str, typer.Option("--template", help="systolic template target: name or .toml")] = "systolic",
+    template: Annotated[str, typer.Option("--template", "--target", "-t", help=f"a systolic template: {TARGET_HELP}")] = "systolic",
     ranges: Annotated[Optional[Path], typer.Option("--ranges", help="TOML with [systolic.ranges] overriding the template's")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory for pareto.csv/json/png")] = Path("dse_out"),
     word_bits: Annotated[Optional[int], typer.Option("--word-bits", help="operand width in bits (default: template's)")] = None,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="ONNX input shape NAME=1x3x224x224")] = None,
+    input_shape: InputShapeOpt = None,
     top: Annotated[int, typer.Option("--top", help="Pareto rows to print")] = 15,
 ) -> None:
     """Sweep a systolic template's ranges: latency, energy, area per config; Pareto front as CSV/JSON/plot."""
     from codesign.cli.simulate import load_layers
-    from codesign.targets import load_target
+    from hwmodels.targets import load_target
 
     t = load_target(template)
     if t.systolic is None:
@@ -130,16 +133,16 @@ def dse(
         d = configs.describe(int(i))
         rows.append({**{k: d[k] for k in FIELDS}, "word_bits": bits, "cycles": int(cycles[i]),
                      **{k: float(v) for k, v in zip(OBJECTIVES, obj[i])}})
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "pareto.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    table_csv = io.StringIO()
+    w = csv.DictWriter(table_csv, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "pareto.csv", table_csv.getvalue(), "--out")
     summary = {"model": str(model), "template": t.name, "configs": len(configs), "skipped_sram_too_small": skipped,
                "layers": len(layers),
                "seconds": elapsed, "layer_configs_per_s": len(configs) * len(layers) / max(elapsed, 1e-9),
                "objectives": list(OBJECTIVES), "pareto": rows}
-    (out / "pareto.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "pareto.json", json.dumps(summary, indent=2) + "\n", "--out")
     _plot(obj, mask, out / "pareto.png", f"{model.name} on {t.name}: {len(configs):,} configs")
     c = Console()
     table = Table(title=f"Pareto front ({len(rows)} of {len(configs):,} configs)")
@@ -173,5 +176,7 @@ def _plot(obj: np.ndarray, mask: np.ndarray, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    write_bytes(path, buf.getvalue(), "--out")

@@ -8,39 +8,39 @@ Ctrl-C stops the run, keeps what was measured and exits with code 130.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from codesign.errors import CodesignError
+from codesign.cli.common import Backend, OptLevel
+from hwmodels.errors import CodesignError
 
 
 def profile(
-    target: str = typer.Option("host", "--target", "-t", help="the machine being measured: host (this machine)"),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime (profiler per-node times) or tvm (llvm build, VM time evaluator)"),
-    budget_s: float = typer.Option(300.0, "--budget-s", help="stop after this many seconds (what was measured is kept)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="kernel cache (SQLite); default: the user cache dir, or $CODESIGN_KERNEL_CACHE"),
-    model: Optional[list[Path]] = typer.Option(None, "--model", "-m", help="also profile every kernel of this ONNX network (repeatable); with 3 or more, the per-network overhead is fitted on them"),
-    samples: int = typer.Option(400, "--samples", help="random kernel configurations to sample (0 = none)"),
-    seed: int = typer.Option(0, "--seed", help="seed of the random kernel sampling"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads (default: the target's, host = 1)"),
-    opt_level: str = typer.Option("all", "--opt-level", help="onnxruntime graph optimization: disable | basic | extended | all"),
-    repeats: int = typer.Option(30, "--repeats", help="timed runs per kernel (after warm-up)"),
-    warmup: int = typer.Option(5, "--warmup", help="untimed warm-up runs per kernel"),
+    target: Annotated[str, typer.Option("--target", "-t", help="the machine being measured: host (this machine)")] = "host",
+    backend: Annotated[Backend, typer.Option("--backend", help="onnxruntime (profiler per-node times) or tvm (llvm build, VM time evaluator)")] = Backend.onnxruntime,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="stop after this many seconds (what was measured is kept)")] = 300.0,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="kernel cache (SQLite); default: the user cache dir, or $CODESIGN_KERNEL_CACHE")] = None,
+    model: Annotated[Optional[list[Path]], typer.Option("--model", "-m", help="also profile every kernel of this ONNX network (repeatable); with 3 or more, the per-network overhead is fitted on them")] = None,
+    samples: Annotated[int, typer.Option("--samples", help="random kernel configurations to sample (0 = none)")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the random kernel sampling")] = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads (default: the target's, host = 1)")] = None,
+    opt_level: Annotated[OptLevel, typer.Option("--opt-level", help="onnxruntime graph optimization level")] = OptLevel.all,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed runs per kernel (after warm-up)")] = 30,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed warm-up runs per kernel")] = 5,
 ) -> None:
     """Measure kernels on this machine (onnxruntime or TVM) into the kernel cache used by --cost-model measured."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from codesign.frontends.onnx_frontend import load_onnx, workload_from_model
-    from codesign.targets import load_target
+    from hwmodels.targets import load_target
     from hwmodels.kernel_sampling import blocks_from_workloads, random_blocks
     from hwmodels.kernel_store import KernelStore
-    from hwmodels.measured import BACKENDS, run_profile, tvm_blocks
+    from hwmodels.measured import run_profile, tvm_blocks
 
     console = Console(stderr=True)
-    if backend not in BACKENDS:
-        raise CodesignError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    backend, opt_level = backend.value, opt_level.value
     tgt = load_target(target)
     if tgt.name != "host":
         raise CodesignError(f"--target {target!r}: profile measures the machine it runs on; use --target host "
@@ -68,7 +68,7 @@ def profile(
     if backend == "onnxruntime" and len(model or []) >= 3 and not summary["interrupted"]:
         from hwmodels.measured import calibrate_network_overhead
 
-        fit = calibrate_network_overhead(store, list(model), nthreads, opt_level, min_nets=3)
+        fit = calibrate_network_overhead(store, [(load_onnx(p), p) for p in model], nthreads, opt_level, min_nets=3)
         if fit:
             console.print(f"network overhead fitted on {fit['n']} --model networks: {fit['per_run_us']:.1f} us/run, "
                           f"{fit['per_node_us']:.2f} us/kernel, kernel-sum scale {fit['scale']:.3f} "

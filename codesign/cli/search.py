@@ -4,24 +4,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from codesign.errors import CodesignError
+from codesign.cli.common import Strategy, ensure_out_dir
+from codesign.files import write_text
+from hwmodels.errors import CodesignError
 
 
 def search(
-    config: Path = typer.Argument(..., help="search config (TOML); see examples/digits_systolic.toml"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder: study.db, pareto.csv/json, model files, report.html"),
-    strategy: str = typer.Option("both", "--strategy", help="joint | sequential | both (side by side, same budget each)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the study in OUT after a crash or Ctrl-C"),
-    pick: Optional[int] = typer.Option(None, "--pick", help="index in the joint front of the design to export (default: knee point)"),
-    trials: Optional[int] = typer.Option(None, "--trials", help="override budget.trials"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="override the config's seed"),
+    config: Annotated[Path, typer.Argument(help="search config (TOML); see examples/digits_systolic.toml")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: study.db, pareto.csv/json, model files, report.html")],
+    strategy: Annotated[Strategy, typer.Option("--strategy", help="joint, sequential, or both side by side (same budget each)")] = Strategy.both,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the study in OUT after a crash or Ctrl-C")] = False,
+    pick: Annotated[Optional[int], typer.Option("--pick", help="index in the joint front of the design to export (default: knee point)")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", help="override budget.trials")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="override the config's seed")] = None,
 ) -> None:
     """Search architecture x per-layer bits x accelerator together; write the chosen design's files."""
     from codesign.search.config import load_config
@@ -33,13 +35,11 @@ def search(
         cfg.budget.trials = trials
     if seed is not None:
         cfg.seed = seed
-    strategies = {"joint": ["joint"], "sequential": ["sequential"], "both": ["joint", "sequential"]}.get(strategy)
-    if strategies is None:
-        raise CodesignError(f"--strategy {strategy!r}: use joint, sequential or both")
+    strategies = ["joint", "sequential"] if strategy is Strategy.both else [strategy.value]
     _prepare_out(out, resume, cfg)
     console = Console(stderr=True)
     lock = out / ".lock"
-    lock.write_text(str(os.getpid()))
+    write_text(lock, str(os.getpid()), "--out")
     try:
         _run(cfg, out, strategies, pick, console)
     finally:
@@ -60,7 +60,7 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
             raise CodesignError(f"{out} is in use by a running search (pid {pid})")
         except (ValueError, ProcessLookupError, PermissionError):
             lock.unlink(missing_ok=True)    # left behind by a process that died
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_out_dir(out)
     saved = out / "config.json"
     current = cfg.model_dump()
     if resume and saved.exists():
@@ -69,7 +69,7 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
             changed = sorted(k for k in current if before.get(k) != json.loads(json.dumps(current[k])))
             raise CodesignError(f"--resume: the config differs from the one the study in {out} was started with "
                                 f"(changed: {', '.join(changed)}); resume with the same config")
-    saved.write_text(json.dumps(current, indent=2))
+    write_text(saved, json.dumps(current, indent=2), "--out")
 
 
 def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console) -> None:
@@ -103,7 +103,7 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     if not any(fronts.values()):
         raise CodesignError("no trial met the constraints; relax them (see the trials in study.db)")
     with console.status("measuring test accuracy of the front members"):
-        test_acc = {(s, r.number, r.phase): problem.evaluate(r.candidate, part="test")["accuracy"]
+        test_acc = {(s, r.number, r.phase): problem.evaluation.evaluate(r.candidate, part="test")["accuracy"]
                     for s, f in fronts.items() for r in f}
     summary = write_fronts(out, rows, cfg.objectives, test_acc)
     main = "joint" if fronts.get("joint") else next(s for s in fronts if fronts[s])
@@ -112,7 +112,7 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     chosen = pick(rows[main], cfg.objectives, pick_index)
     with console.status("exporting the chosen design (ONNX, QDQ ONNX, TVM module, accelerator)"):
         design = write_design(out, problem, chosen)
-        _, cost = problem.cost(chosen.candidate)
+        _, cost = problem.evaluation.cost(chosen.candidate)
         write_report(out / "report.html", cfg.objectives, rows, fronts, summary, design, cost, problem.target)
     _print(console, summary, design, out)
 

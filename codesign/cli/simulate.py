@@ -1,8 +1,6 @@
 """``codesign simulate``: SCALE-Sim's per-layer COMPUTE_REPORT, analytically, in milliseconds."""
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from codesign.errors import CodesignError
+from codesign.cli.common import TARGET_HELP, Dataflow, InputShapeOpt, JsonOpt, emit_json
+from hwmodels.errors import CodesignError
 
 
 def load_layers(model_or_topology: Path, input_shape: list[str] | None = None):
@@ -28,7 +27,7 @@ def load_layers(model_or_topology: Path, input_shape: list[str] | None = None):
     return read_topology(model_or_topology)
 
 
-def resolve_configs(target: str | None, config: Path | None, dataflow: str | None = None):
+def resolve_configs(target: str | None, config: Path | None, dataflow: Dataflow | None = None):
     """(ArrayConfigs of one config, clock MHz or None, description) from --target or --config."""
     from hwmodels.scalesim_io import read_cfg
     from hwmodels.systolic import config_from_systolic
@@ -40,38 +39,32 @@ def resolve_configs(target: str | None, config: Path | None, dataflow: str | Non
             raise CodesignError(f"config file not found: {config}")
         sc = read_cfg(config)
         if dataflow:
-            sc.dataflow = _check_dataflow(dataflow)
+            sc.dataflow = dataflow.value
         mode = "USER" if sc.user_bandwidth else "CALC"
         configs = sc.to_configs()
         configs.check_fold_fits()
         return configs, None, f"{config} ({sc.rows}x{sc.cols} {sc.dataflow}, InterfaceBandwidth {mode})"
-    from codesign.targets import load_target
+    from hwmodels.targets import load_target
 
     t = load_target(target)
     if t.systolic is None:
         raise CodesignError(f"target {t.name} is not a systolic template; use --target systolic or a .toml with [systolic]")
     cfg = t.systolic.default
     if dataflow:
-        cfg = cfg.model_copy(update={"dataflow": _check_dataflow(dataflow)})
+        cfg = cfg.model_copy(update={"dataflow": dataflow.value})
     desc = f"{t.name} ({cfg.rows}x{cfg.cols} {cfg.dataflow}, {cfg.dram_bandwidth_words:g} words/cycle DRAM)"
     configs = config_from_systolic(cfg)
     configs.check_fold_fits()
     return configs, cfg.clock_mhz, desc
 
 
-def _check_dataflow(df: str) -> str:
-    if df not in ("ws", "os", "is"):
-        raise CodesignError(f"unknown dataflow {df!r}; use ws, os or is")
-    return df
-
-
 def simulate(
     model_or_topology: Annotated[Path, typer.Argument(help="ONNX model or SCALE-Sim topology CSV (conv or GEMM form)")],
-    target: Annotated[Optional[str], typer.Option("--target", "-t", help="systolic template target: name or .toml")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help=f"a systolic template: {TARGET_HELP}")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="SCALE-Sim .cfg file")] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="write the report as JSON to PATH, or '-' for stdout")] = None,
-    dataflow: Annotated[Optional[str], typer.Option("--dataflow", help="override the dataflow: ws, os or is")] = None,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="ONNX input shape NAME=1x3x224x224")] = None,
+    json_path: JsonOpt = None,
+    dataflow: Annotated[Optional[Dataflow], typer.Option("--dataflow", help="override the dataflow")] = None,
+    input_shape: InputShapeOpt = None,
 ) -> None:
     """Per-layer cycles, utilization and SRAM/DRAM traffic of a systolic array (SCALE-Sim's COMPUTE_REPORT)."""
     from hwmodels.systolic import STALL_NOTE, simulate as run_model
@@ -89,14 +82,8 @@ def simulate(
         report["latency_ms"] = report["total_cycles"] / (clock_mhz * 1e3)
     if configs.user_bw[0]:
         report["notes"].append(STALL_NOTE)
-    if json_path == "-":
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    if emit_json(report, json_path):
         return
-    if json_path:
-        try:
-            Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as e:
-            raise CodesignError(f"cannot write JSON to {json_path}: {e}") from None
     console = Console()
     table = Table(title=f"{model_or_topology.name} on {desc}")
     for col in ("layer", "cycles (incl. prefetch)", "cycles", "stalls", "overall util %", "mapping eff %",

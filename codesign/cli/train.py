@@ -12,11 +12,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from codesign.errors import CodesignError
+from codesign.cli.common import TARGET_HELP, BitsOpt, JsonOpt, emit_json
+from hwmodels.errors import CodesignError
 
 SpaceOpt = Annotated[Optional[str], typer.Option(
-    help="search space name (small-cnn, mobilenetv3) or a user space .toml file")]
-DataOpt = Annotated[str, typer.Option(help="'digits' (built in), an .npz with arrays x and y, or an image folder")]
+    "--space", help="search space name (small-cnn, mobilenetv3, or a plug-in's) or a user space .toml file")]
+DataOpt = Annotated[str, typer.Option("--data", help="'digits' (built in), an .npz with arrays x and y, or an image folder")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed for the split, initialisation and sampling")]
 SpaceCfgOpt = Annotated[Optional[str], typer.Option(
     "--space-config", help='JSON overriding the space\'s choices, e.g. \'{"depths": [1, 2]}\'')]
 
@@ -57,18 +59,19 @@ def _arch(text: str, space) -> dict:
 def train_supernet(
     space: SpaceOpt = "small-cnn",
     data: DataOpt = "digits",
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 30,
-    out: Annotated[Path, typer.Option(help="checkpoint file to write")] = Path("supernet.pt"),
-    seed: Annotated[int, typer.Option(help="seed for the split, initialisation and sampling")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    lr: Annotated[float, typer.Option(help="peak learning rate (one-cycle AdamW)")] = 3e-3,
-    n_random: Annotated[int, typer.Option(min=0, help="random sub-networks per step (sandwich rule)")] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="training epochs")] = 30,
+    out: Annotated[Path, typer.Option("--out", "-o", help="checkpoint file to write")] = Path("supernet.pt"),
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate (one-cycle AdamW)")] = 3e-3,
+    n_random: Annotated[int, typer.Option("--n-random", min=0, help="random sub-networks per step (sandwich rule)")] = 2,
     space_config: SpaceCfgOpt = None,
 ) -> None:
     """Train a weight-sharing supernet (sandwich rule + in-place distillation) and save a checkpoint."""
     from codesign.data import load_splits
     from codesign.spaces import get_space
-    from codesign.supernet import TrainConfig, accuracy, extract, save_checkpoint, train_supernet as _train
+    from codesign.supernet import extract, save_checkpoint, train_supernet as _train
+    from codesign.training import TrainConfig, accuracy
 
     sp = get_space(space or "small-cnn", **_space_config(space_config))
     if not sp.has_supernet:
@@ -90,27 +93,29 @@ def evaluate(
     space: SpaceOpt = None,
     data: DataOpt = "digits",
     checkpoint: Annotated[Optional[Path], typer.Option(
-        help="supernet checkpoint; without one the architecture is trained from scratch")] = None,
-    arch: Annotated[str, typer.Option(help="largest | smallest | random:SEED | JSON object | file.json")] = "largest",
-    bits: Annotated[str, typer.Option(help="fp | w8a8 | w4a8 | ... | JSON map {layer: [w, a], default: [w, a]}")] = "fp",
-    target: Annotated[Optional[str], typer.Option(help="target name or .toml: reject bit-widths it cannot run")] = None,
-    supported_bits: Annotated[Optional[str], typer.Option(help="comma list of bit-widths the target runs, e.g. 4,8,32")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="epochs when training from scratch")] = 30,
-    finetune_epochs: Annotated[int, typer.Option(min=0, help="fine-tune the extracted sub-network")] = 0,
-    qat_epochs: Annotated[int, typer.Option(min=0, help="quantization-aware fine-tune with the bit map")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
-    onnx_out: Annotated[Optional[Path], typer.Option(help="also export the (float) network to this ONNX file")] = None,
-    json_out: Annotated[Optional[Path], typer.Option(help="write the measured result as JSON")] = None,
+        "--checkpoint", help="supernet checkpoint; without one the architecture is trained from scratch")] = None,
+    arch: Annotated[str, typer.Option("--arch", help="largest | smallest | random:SEED | JSON object | file.json")] = "largest",
+    bits: BitsOpt = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help=f"reject bit-widths this target cannot run: {TARGET_HELP}")] = None,
+    supported_bits: Annotated[Optional[str], typer.Option("--supported-bits", help="comma list of bit-widths the target runs, e.g. 4,8,32")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="epochs when training from scratch")] = 30,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, help="fine-tune the extracted sub-network")] = 0,
+    qat_epochs: Annotated[int, typer.Option("--qat-epochs", min=0, help="quantization-aware fine-tune with the bit map")] = 0,
+    seed: SeedOpt = 0,
+    onnx_out: Annotated[Optional[Path], typer.Option("--onnx-out", help="also export the (float) network to this ONNX file")] = None,
+    json_out: JsonOpt = None,
     space_config: SpaceCfgOpt = None,
 ) -> None:
     """Measure the test accuracy of one architecture at one bit map (fake-quant, calibrated on val)."""
     from codesign.data import load_splits
-    from codesign.export import example_input, export_onnx
+    from codesign.frontends.torch_frontend import example_input, export_onnx
     from codesign.quant import (FP, check_supported, parse_bit_pair, parse_bits, qat_finetune, quantize_model,
                                 supported_bits as target_bits)
     from codesign.spaces import get_space
-    from codesign.supernet import TrainConfig, accuracy, extract, finetune, load_checkpoint, train_module
+    from codesign.supernet import extract, finetune, load_checkpoint
+    from codesign.training import TrainConfig, accuracy, train_module
 
+    bits = bits or "fp"
     splits = load_splits(data, seed=seed)
     allowed = target_bits(target) if target else None
     if supported_bits:
@@ -118,7 +123,7 @@ def evaluate(
             allowed = [int(b) for b in supported_bits.split(",") if b.strip()]
         except ValueError:
             raise CodesignError(f"--supported-bits must be a comma list of integers, got {supported_bits!r}") from None
-    if allowed is not None and not (bits.endswith(".json") or Path(bits).is_file()):  # uniform spec: fail before any training
+    if allowed is not None and Path(bits).suffix.lower() not in (".json", ".toml"):  # uniform: fail before training
         check_supported({"*": parse_bit_pair(bits, "--bits")}, allowed, target or "the target")
     if checkpoint is not None:
         net, meta = load_checkpoint(checkpoint)
@@ -141,7 +146,8 @@ def evaluate(
         finetune(model, splits, epochs=finetune_epochs, seed=seed)
         source += f", fine-tuned {finetune_epochs} epochs"
     if onnx_out is not None:
-        export_onnx(model, example_input(model, splits.in_channels, splits.resolution), onnx_out, sp.name)
+        export_onnx(model, example_input(model, splits.in_channels, splits.resolution), onnx_out,
+                    dynamic_batch=True, check=True, what=f"model from space {sp.name}")
     bit_map = parse_bits(bits, model)
     if allowed is not None:
         check_supported(bit_map, allowed, target or "the target")
@@ -157,8 +163,6 @@ def evaluate(
     typer.echo(f"space {sp.name}, arch {sp.key(a)}")
     typer.echo(f"model: {source}; bits: {bits}")
     typer.echo(f"measured test accuracy: {acc:.4f} ({len(splits.test)} held-out images of {splits.name})")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"space": sp.name, "arch": a, "bits": {k: list(v) for k, v in bit_map.items()},
-                                        "accuracy": acc, "accuracy_kind": "measured", "split": "test",
-                                        "n_test": len(splits.test), "data": splits.name, "source": source}, indent=2))
+    emit_json({"space": sp.name, "arch": a, "bits": {k: list(v) for k, v in bit_map.items()},
+               "accuracy": acc, "accuracy_kind": "measured", "split": "test",
+               "n_test": len(splits.test), "data": splits.name, "source": source}, json_out)

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
-from codesign.workload import Layer, Workload
+from hwmodels.workload import Layer, Workload
 
 _CONST_PRODUCERS = {"Constant", "ConstantOfShape"}
 

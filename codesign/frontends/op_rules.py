@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from codesign.workload import ConvDims, GemmDims
+from hwmodels.workload import ConvDims, GemmDims
 
 
 @dataclass

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
-from codesign.workload import Layer, Workload
+from hwmodels.workload import Layer, Workload
 
 
 def _ints(x) -> list[int]:

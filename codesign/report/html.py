@@ -5,6 +5,7 @@ import html
 import json
 from pathlib import Path
 
+from codesign.files import write_text
 from hwmodels.base import NetworkCost
 
 
@@ -35,11 +36,11 @@ def write_report(path: Path, objectives: list[str], rows_by_strategy: dict, fron
     fig.update_yaxes(title_text="accuracy (measured, val)")
     fig.update_layout(height=450, title="Pareto fronts: joint vs sequential")
 
-    layers = [l for l in cost.layers if l.latency_s > 0 or l.energy_j > 0]
+    layers = [l for l in cost.layers if l.latency_s > 0 or (l.energy_j or 0) > 0]
     breakdown = make_subplots(rows=1, cols=2, subplot_titles=["latency per layer (ms)", "energy per layer (mJ)"])
     breakdown.add_trace(go.Bar(x=[l.name for l in layers], y=[l.latency_s * 1e3 for l in layers],
                                text=[l.bound for l in layers], name="latency"), row=1, col=1)
-    breakdown.add_trace(go.Bar(x=[l.name for l in layers], y=[l.energy_j * 1e3 for l in layers], name="energy"), row=1, col=2)
+    breakdown.add_trace(go.Bar(x=[l.name for l in layers], y=[(l.energy_j or 0.0) * 1e3 for l in layers], name="energy"), row=1, col=2)
     breakdown.update_layout(height=420, showlegend=False, title=f"chosen design on {cost.target} ({cost.cost_model})")
 
     roof = go.Figure()
@@ -79,5 +80,5 @@ fp32 <code>model.onnx</code> {design['accuracy_test_fp32_onnxruntime']:.4f}.</p>
 <pre>{html.escape(json.dumps({k: design[k] for k in ('arch', 'hw', 'metrics') if k in design}, indent=2, default=float))}</pre>
 {parts[1]}{parts[2]}
 </body></html>"""
-    path.write_text(page)
+    write_text(path, page, "report")
     return path

@@ -1,11 +1,12 @@
 """Roofline plot: each layer as a point (arithmetic intensity vs achieved MAC rate)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from codesign.errors import CodesignError
-from codesign.targets import Target
+from codesign.files import write_bytes
 from hwmodels.base import NetworkCost
+from hwmodels.targets import Target
 
 
 def plot_roofline(cost: NetworkCost, target: Target, path: Path) -> Path:
@@ -36,10 +37,7 @@ def plot_roofline(cost: NetworkCost, target: Target, path: Path) -> Path:
     ax.set_title(f"{cost.model} on {cost.target} ({cost.cost_model})")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as e:
-        raise CodesignError(f"cannot write --plot {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue(), "--plot")

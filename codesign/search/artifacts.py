@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import tomli_w
 import torch
 
+from codesign.files import write_text
 from codesign.search.pareto import dominates_all, hypervolume, normalizer
 from codesign.search.problem import Problem
 from codesign.search.runner import Row, front
@@ -37,34 +39,36 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
             members.append({"strategy": s, "phase": r.phase, "trial": r.number,
                             "test_accuracy": test_accuracy.get((s, r.number, r.phase)),
                             **r.metrics, **r.candidate.to_json()})
-    (out / "pareto.json").write_text(json.dumps({"summary": summary, "front": members}, indent=2, default=float))
+    write_text(out / "pareto.json", json.dumps({"summary": summary, "front": members}, indent=2, default=float), "--out")
     keys = ["strategy", "phase", "trial", *objectives, "test_accuracy",
             *[k for k in ("latency_ms", "energy_mj", "area_mm2", "size_kb", "sram_kb", "macs", "params") if k not in objectives],
             "arch", "bits", "hw"]
-    with open(out / "pareto.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        for m in members:
-            w.writerow({k: json.dumps(m[k], sort_keys=True) if isinstance(m.get(k), (dict, list)) else m.get(k)
-                        for k in keys})
+    table = io.StringIO()
+    w = csv.DictWriter(table, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for m in members:
+        w.writerow({k: json.dumps(m[k], sort_keys=True) if isinstance(m.get(k), (dict, list)) else m.get(k)
+                    for k in keys})
+    write_text(out / "pareto.csv", table.getvalue(), "--out")
     return summary
 
 
 def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
     """model.onnx, model.qdq.onnx (accuracy re-measured with onnxruntime), accelerator.toml,
     the TVM-compiled module, design.json."""
-    from codesign.export import example_input, export_onnx
+    from codesign.frontends.torch_frontend import example_input, export_onnx
     from codesign.quant import quant_params, quantize_model
     from codesign.search.qdq import onnx_accuracy, write_qdq
-    from codesign.supernet import accuracy
+    from codesign.training import accuracy
 
     cand = chosen.candidate
-    module = problem.module(cand.arch)
+    module = problem.evaluation.module(cand.arch)
     splits = problem.splits
     x = example_input(module, splits.in_channels, splits.resolution)
-    fp32 = export_onnx(module, x, out / "model.onnx", problem.space.name)
-    wl, names = problem.workload(cand.arch)
-    bit_map = problem.bit_map(cand, module)
+    fp32 = export_onnx(module, x, out / "model.onnx", dynamic_batch=True, check=True,
+                       what=f"model from space {problem.space.name}")
+    wl, names = problem.evaluation.workload(cand.arch)
+    bit_map = problem.evaluation.bit_map(cand, module)
     torch.manual_seed(0)
     qmodel = quantize_model(module, bit_map, splits.val.x[:256])
     res = getattr(module, "input_resolution", None)
@@ -80,24 +84,24 @@ def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
         write_accelerator(out / "accelerator.toml", problem, cand.hw, bit_map)
         design["accelerator"] = str(out / "accelerator.toml")
     design["tvm_module"] = compile_tvm(fp32, out / "model_tvm.so", tuple(x.shape))
-    (out / "design.json").write_text(json.dumps(design, indent=2, default=float))
+    write_text(out / "design.json", json.dumps(design, indent=2, default=float), "--out")
     return design
 
 
 def write_accelerator(path: Path, problem: Problem, hw: dict, bit_map: dict) -> Path:
     """A target file for the chosen accelerator: the template fixed at the chosen point."""
-    from codesign.search.problem import HW_FIELDS
+    from codesign.search.encoding import HW_FIELDS
 
     hw = {k: v for k, v in hw.items() if k in HW_FIELDS}
     data = problem.target.model_dump(exclude_none=True)
     widest = max((max(b) for b in bit_map.values()), default=8)
-    default = {**data["systolic"]["default"], **hw, "word_bits": min(widest, 16)}
+    default = {**data["systolic"]["default"], **hw, "word_bits": widest}
     data["name"] = "accelerator"
     data["description"] = (f"{hw.get('rows')}x{hw.get('cols')} {hw.get('dataflow')} systolic array chosen by "
                            f"codesign search from {problem.target.name}")
     data["systolic"] = {"default": default, "ranges": {k: [v] for k, v in hw.items()}}
     data["peak_gmacs"] = {p: default["rows"] * default["cols"] * default["clock_mhz"] / 1e3 for p in data["peak_gmacs"]}
-    path.write_text("# written by `codesign search`; use it with --target\n" + tomli_w.dumps(data))
+    write_text(path, "# written by `codesign search`; use it with --target\n" + tomli_w.dumps(data), "--out")
     return path
 
 

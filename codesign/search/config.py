@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 
 OBJECTIVES = ("accuracy", "latency_ms", "energy_mj", "area_mm2", "size_kb")
 # direction of each objective: accuracy up, everything else down
@@ -35,7 +35,7 @@ class SupernetSection(_Strict):
 
 class TargetSection(_Strict):
     name: str = "systolic"          # a bundled name or a .toml path
-    cost_model: Literal["auto", "roofline", "systolic"] = "auto"
+    cost_model: str = "auto"        # auto, or any registered cost model (built-in or plug-in)
     search_hardware: bool = True    # only for templates: search the accelerator config
     # nested: each trial's network gets the best config of the ranges for a sampled latency/energy/area
     # trade-off (exhaustive, the systolic model is fast); sampled: the sampler picks each field

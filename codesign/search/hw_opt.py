@@ -13,9 +13,9 @@ import itertools
 
 import numpy as np
 
-from codesign.errors import CodesignError
-from codesign.workload import Workload
-from hwmodels.precision import BitAssignment
+from hwmodels.errors import CodesignError
+from hwmodels.workload import Workload
+from hwmodels.bits import BitAssignment, word_bits
 from hwmodels.systolic import ArrayConfigs, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
 
@@ -65,7 +65,7 @@ def best_config(grid: HardwareGrid, workload: Workload, bits: BitAssignment, tar
                 weights: dict[str, float]) -> dict:
     """The config minimising sum_k weights[k] * log(metric_k) over latency, energy and area."""
     layers = layers_from_workload(workload)
-    word = {l.name: min(bits.for_layer(l.name).widest, 16) for l in workload.layers()}
+    word = {l.name: word_bits(bits.for_layer(l.name)) for l in workload.layers()}
     widths = sorted({word[n] for n in layers.names}) or [8]
     widest = max(widths)
     ok = grid.configs(widest).fold_fits()

@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 
 _W_TYPE = {2: TensorProto.INT4, 4: TensorProto.INT4, 8: TensorProto.INT8, 16: TensorProto.INT16}
 # activations narrower than 8 bits travel in uint8 with a Clip: onnxruntime's QDQ fusion turns

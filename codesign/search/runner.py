@@ -19,7 +19,9 @@ from optuna.trial import TrialState
 
 from codesign.search.config import MAXIMIZE, SearchConfig
 from codesign.search.pareto import front_indices, knee
-from codesign.search.problem import Candidate, Problem
+from codesign.search.constraints import feasible
+from codesign.search.encoding import Candidate
+from codesign.search.problem import Problem
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -85,8 +87,8 @@ class Runner:
 
     def _objective(self, fixed: Candidate | None, search: tuple[str, ...]):
         def objective(trial: optuna.Trial):
-            cand = self.problem.suggest(trial, fixed, search)
-            m = self.problem.evaluate(cand)
+            cand = self.problem.encoding.suggest(trial, fixed, search)
+            m = self.problem.evaluation.evaluate(cand)
             trial.set_user_attr("candidate", cand.to_json())
             trial.set_user_attr("metrics", m)
             violations = self.problem.violations(m)
@@ -100,7 +102,7 @@ class Runner:
              label: str) -> optuna.Study:
         study = _open_study(name, self.cfg, self.out, n_trials, seed_offset)
         if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(self.problem.initial_params(search))
+            study.enqueue_trial(self.problem.encoding.initial_params(search))
         remaining = n_trials - _done(study)
         done0 = _done(study)
         self.progress(label, done0, n_trials, len(self._front(study)))
@@ -128,7 +130,7 @@ class Runner:
         phases = ["arch", "bits"] + (["hw"] if self.problem.hw_ranges else [])
         per = [self.cfg.budget.trials // len(phases)] * len(phases)
         per[0] += self.cfg.budget.trials - sum(per)
-        fixed = Candidate(self.problem.space.largest(), self.problem.default_bits(), self.problem.default_hw())
+        fixed = self.problem.encoding.baseline()
         rows: list[Row] = []
         for i, (phase, n) in enumerate(zip(phases, per)):
             name = f"sequential-{phase}-{self.cfg.algorithm}-s{self.cfg.seed}"
@@ -148,8 +150,8 @@ def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
             continue
         c = t.user_attrs["candidate"]
         cand = Candidate(c["arch"], {k: tuple(v) for k, v in c["bits"].items()}, c["hw"])
-        feasible = all(v <= 0 for v in t.user_attrs.get("constraints", []))
-        out.append(Row(strategy, phase, t.number, t.user_attrs["metrics"], feasible, cand))
+        out.append(Row(strategy, phase, t.number, t.user_attrs["metrics"],
+                       feasible(t.user_attrs.get("constraints", [])), cand))
     return out
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from codesign.data import resize
-from codesign.errors import CodesignError
+from hwmodels.errors import CodesignError
 from codesign.spaces.elastic import recalibrate_bn, reset_parameters
 
 Arch = dict[str, Any]

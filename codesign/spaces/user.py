@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from codesign.errors import CodesignError
 from codesign.spaces.base import Arch, SearchSpace, _ordered, _py, as_rng
+from codesign.spaces.registry import register_space
+from hwmodels.errors import CodesignError
 
 Builder = Callable[["Trial"], nn.Module]
 
@@ -138,8 +139,6 @@ class UserSpace(SearchSpace):
 
 def define_space(name: str, declared: Mapping[str, Sequence[Any]] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: register a define-by-run builder under ``name`` so ``get_space(name)`` finds it."""
-    from codesign.spaces import register_space
-
     def wrap(builder: Builder) -> Builder:
         register_space(name)(lambda **kw: UserSpace(builder, name=name, declared=declared, **kw))
         return builder

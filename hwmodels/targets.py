@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import importlib.resources
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from codesign.errors import CodesignError
+from hwmodels.bits import PRECISION_BITS
+from hwmodels.errors import CodesignError
+from hwmodels.plugins import TARGET_GROUP, origin
+from hwmodels.workload import OP_CLASSES
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int16", "int8", "int4", "int2")
-OP_CLASS_NAMES = (
-    "conv", "depthwise_conv", "pointwise_conv", "matmul", "pool", "norm",
-    "elementwise", "softmax", "reduce", "data_movement", "other",
-)
+PRECISIONS = tuple(PRECISION_BITS)
+OP_CLASS_NAMES = OP_CLASSES
 
 
 class _Strict(BaseModel):
@@ -138,6 +139,8 @@ class Target(_Strict):
     area: Area | None = None
     systolic: SystolicTemplate | None = None
     calibration: Calibration | None = None
+    cost_model: str | None = Field(default=None, description="the cost model `auto` picks for this target "
+                                   "(a registered name); default: systolic for templates, else roofline")
 
     @field_validator("peak_gmacs")
     @classmethod
@@ -181,12 +184,31 @@ class Target(_Strict):
 
 
 def _bundled_dir() -> Path:
-    return Path(str(importlib.resources.files("codesign.bundled_targets")))
+    return Path(str(importlib.resources.files("hwmodels.bundled_targets")))
 
 
 def list_targets() -> dict[str, Path]:
-    """Bundled targets by name (file stem)."""
-    return {p.stem: p for p in sorted(_bundled_dir().glob("*.toml"))}
+    """Targets by name: the bundled files (by stem), then those plug-ins add."""
+    return {name: path for name, (path, _) in target_origins().items()}
+
+
+def target_origins() -> dict[str, tuple[Path, str]]:
+    """Name -> (TOML path, where it came from: "built-in" or "plug-in <distribution>").
+
+    A plug-in adds targets through the ``codesign.targets`` entry-point group: each entry
+    point is a callable returning the path of a target TOML file.  A plug-in cannot replace
+    a bundled target; a broken one is an error naming it.
+    """
+    out = {p.stem: (p, "built-in") for p in sorted(_bundled_dir().glob("*.toml"))}
+    for ep in entry_points(group=TARGET_GROUP):
+        if ep.name in out:
+            continue
+        try:
+            path = Path(ep.load()())
+        except Exception as e:   # third-party code: report it as bad input, naming the plug-in
+            raise CodesignError(f"target plug-in {ep.name!r} ({ep.value}) failed: {type(e).__name__}: {e}") from None
+        out[ep.name] = (path, origin(ep))
+    return out
 
 
 def load_target(name_or_path: str | Path) -> Target:

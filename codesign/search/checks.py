@@ -1,0 +1,69 @@
+"""Set-up checks of a search config against its target: fail before any training, in one line."""
+from __future__ import annotations
+
+from hwmodels.errors import CodesignError
+from hwmodels.targets import Target
+
+from codesign.search.config import SearchConfig
+from codesign.search.encoding import HW_FIELDS
+
+
+def check_target(cfg: SearchConfig, target: Target) -> str:
+    """The cost model the search uses (a registered name); the bits and objectives the target can serve."""
+    from codesign.quant import supported_bits
+    from hwmodels.registry import list_cost_models, resolve_name
+
+    is_template = target.systolic is not None
+    cost_model = resolve_name(cfg.target.cost_model, target)
+    if cost_model not in list_cost_models():
+        raise CodesignError(f"target.cost_model {cost_model!r} is not a registered cost model; "
+                            f"use auto or one of {', '.join(list_cost_models())}")
+    if "area_mm2" in cfg.objectives and not is_template:
+        raise CodesignError(f"objective area_mm2 needs an accelerator template target; {target.name!r} is a {target.kind}")
+    runnable = set(supported_bits(cfg.target.name)) | ({2, 4, 8, 16, 32} if is_template else set())
+    bad = [b for b in cfg.quantization.bits if b not in runnable]
+    if bad:
+        raise CodesignError(f"quantization.bits: target {target.name!r} cannot run {bad[0]}-bit layers "
+                            f"(it runs {', '.join(map(str, sorted(runnable)))})")
+    return cost_model
+
+
+def hardware_ranges(cfg: SearchConfig, target: Target) -> dict[str, list]:
+    """The accelerator fields the search may set and their values ({} when the hardware is fixed)."""
+    if not (target.systolic is not None and cfg.target.search_hardware):
+        if cfg.target.ranges:
+            raise CodesignError("target.ranges given but the hardware is not searched (needs a template target "
+                                "and target.search_hardware = true)")
+        return {}
+    ranges = target.systolic.ranges.model_dump()
+    for k, v in cfg.target.ranges.items():
+        if k not in ranges:
+            raise CodesignError(f"target.ranges.{k}: not a template field; use {', '.join(HW_FIELDS)}")
+        ranges[k] = list(v)
+    return ranges
+
+
+def check_constraints(cfg: SearchConfig, target: Target, hw_ranges: dict[str, list]) -> None:
+    """Constraints no candidate could meet are config errors, not a search that finds nothing."""
+    c = cfg.constraints
+    is_template = target.systolic is not None
+    r = hw_ranges or ({k: [getattr(target.systolic.default, k)] for k in HW_FIELDS} if is_template else {})
+    if c.max_sram_kb is not None:
+        if not is_template:
+            raise CodesignError("constraints.max_sram_kb needs an accelerator template target")
+        smallest = min(r["ifmap_sram_kb"]) + min(r["filter_sram_kb"]) + min(r["ofmap_sram_kb"])
+        if smallest > c.max_sram_kb:
+            raise CodesignError(f"constraints.max_sram_kb = {c.max_sram_kb:g} is impossible: the smallest SRAMs "
+                                f"in the ranges already total {smallest:g} KB")
+    if c.max_area_mm2 is not None and is_template and target.area is not None:
+        from hwmodels.systolic import config_from_systolic
+        from hwmodels.systolic_cost import area_mm2
+
+        tiny = target.systolic.default.model_copy(update={
+            "rows": min(r["rows"]), "cols": min(r["cols"]), "ifmap_sram_kb": min(r["ifmap_sram_kb"]),
+            "filter_sram_kb": min(r["filter_sram_kb"]), "ofmap_sram_kb": min(r["ofmap_sram_kb"]),
+            "word_bits": min(cfg.quantization.bits)})
+        least = float(area_mm2(config_from_systolic(tiny), target)[0])
+        if least > c.max_area_mm2:
+            raise CodesignError(f"constraints.max_area_mm2 = {c.max_area_mm2:g} is impossible: the smallest "
+                                f"accelerator in the ranges takes {least:.3f} mm^2")
