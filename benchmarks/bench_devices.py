@@ -189,7 +189,7 @@ def cmd_validate(args) -> None:
         rows, samples = table_samples(df, dev, held, limit)
         meas = df[dev.column].to_numpy()[rows]
         macs = np.array([macs_of(s) for s in samples])
-        shipped = load_target(dev.target)
+        shipped = load_target(args.source / f"{dev.target}.toml" if args.source else dev.target)
         datasheet = load_target(DATASHEET / f"{dev.target}.toml")
         train_rows = list(train[: args.network_train]) if dev.protocol == "network" else list(train)
         r = {"MACs alone (oracle scale)": macs_metrics(macs, meas),
@@ -207,7 +207,7 @@ def cmd_validate(args) -> None:
         results[dev.target] = {"column": dev.column, "protocol": dev.protocol, "networks": len(rows), "rows": r}
         for label, m in r.items():
             print(f"| `{dev.target}` ({dev.column}, {dev.protocol}) | {label} | {len(rows)} | {fmt(m)} |")
-        if args.write_validation:
+        if args.write_validation and not args.source:
             write_validation(dev, shipped, r, len(rows), today)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "validate.json").write_text(json.dumps(results, indent=1))
@@ -220,19 +220,24 @@ def write_validation(dev: Device, shipped, r: dict, n: int, today: str) -> None:
                 "convblocks": "each row as the sum of its ConvBlock entries (the table's FPGA column gives "
                               "Skip, stem, header, pooling and classifier zero)",
                 "network": "each row as one whole network"}[dev.protocol]
-    data = (f"{CITE}, column {dev.column}: {n} held-out rows (seeded permutation of sample, seed {SPLIT_SEED}; "
+    cite = CITE if dev.protocol != "network" else (
+        "FBNet space of HW-NAS-Bench (Li et al., ICLR 2021, arXiv 2103.10584), CIFAR-100 setting, latencies measured "
+        "end to end by HELP (Lee et al., NeurIPS 2021)")
+    data = (f"{cite}, column {dev.column}: {n} held-out rows (seeded permutation of sample, seed {SPLIT_SEED}; "
             f"never used in fitting), {protocol}")
     write_validation_table(list_targets()[dev.target], data, m, n, r["MACs alone (oracle scale)"]["spearman"],
                            shipped.cost_model, today, "python benchmarks/bench_devices.py validate --write-validation",
                            ["Li et al., HW-NAS-Bench, ICLR 2021, arXiv 2103.10584",
-                            "Lee et al., HELP: Hardware-Adaptive Efficient Latency Prediction, NeurIPS 2021 (github HayeonLee/HELP)"])
+                            "Lee et al., HELP: Hardware-Adaptive Efficient Latency Prediction, NeurIPS 2021 (github HayeonLee/HELP)"],
+                           "FBNet-space (HW-NAS-Bench)")
 
 
 def write_validation_table(path: Path, data: str, m: dict, n: int, macs_rho: float, cost_model: str, today: str,
-                           command: str, sources: list[str]) -> None:
+                           command: str, sources: list[str], family: str) -> None:
     block = (
         "[validation]\n"
         f'data = "{data}"\n'
+        f'family = "{family}"\n'
         f"networks = {n}\n"
         f"spearman = {m['spearman']:.4f}\n"
         f"median_error_pct = {m['median_error_pct']:.2f}\n"
@@ -369,7 +374,8 @@ def cmd_host(args) -> None:
                 f"fitted on {len(fb)} FBNet-space networks only")
         write_validation_table(list_targets()["host"], data, m, len(others), macs_rho, fitted.cost_model,
                                dt.date.today().isoformat(), f"python benchmarks/bench_devices.py host --rounds {args.rounds} "
-                               "--write-validation", ["Dong & Yang, NAS-Bench-201, ICLR 2020 (the cell space)"])
+                               "--write-validation", ["Dong & Yang, NAS-Bench-201, ICLR 2020 (the cell space)"],
+                               "random-CNN and NAS-Bench-201-like")
 
 
 KERNEL_CLASSES = ("conv", "pointwise_conv", "depthwise_conv", "grouped_conv", "matmul", "pool", "elementwise",
@@ -408,6 +414,8 @@ def main() -> None:
     v = sub.add_parser("validate")
     v.add_argument("--targets", nargs="*")
     v.add_argument("--write-validation", action="store_true")
+    v.add_argument("--source", type=Path, help="validate the target files in this folder instead of the bundled ones "
+                   "(e.g. benchmarks/out/devices/fitted after `fit --start`)")
     v.add_argument("--network-held-out", type=int, default=HELD_OUT)
     v.add_argument("--network-train", type=int, default=400)
     h = sub.add_parser("host")

@@ -196,7 +196,7 @@ def residual_words(layer: Layer) -> float:
     return float(sum(math.prod(int(d) for d in s) for s in extra if s))
 
 
-def traffic_words(layer: Layer, word_bytes: float) -> float:
+def traffic_words(layer: Layer) -> float:
     """DRAM words of a layer that does not use the array: its inputs in, its output out."""
     return (layer.input_bytes + layer.output_bytes) / max(layer.dtype_bytes, 1)
 
@@ -234,7 +234,7 @@ class RowStationaryModel:
                 macs = pb.macs
                 rf_words = 3 * macs
             else:
-                dram = traffic_words(k, word_bytes)
+                dram = traffic_words(k)
                 glb, comp, util, passes = dram, 0.0, 0.0, 0
                 terms = {glb_name: glb / rs.glb_words_per_cycle, dram_name: dram / rs.dram_words_per_cycle}
                 cyc = max(terms.values())
@@ -281,7 +281,7 @@ class RowStationaryFitter:
                 if k.op in LAYOUT_OPS:
                     continue
                 pb = problem_of(k)
-                c = with_residual(mappings(pb, hw), residual_words(k)) if pb is not None else np.array([[0.0, traffic_words(k, 2), traffic_words(k, 2), 0, 0]])
+                c = with_residual(mappings(pb, hw), residual_words(k)) if pb is not None else np.array([[0.0, traffic_words(k), traffic_words(k), 0, 0]])
                 cands.append(c)
                 owner.append(j)
         self.cands = cands

@@ -148,6 +148,7 @@ class Validation(_Strict):
     """On what data the target was checked and with what error: stated beside every estimate."""
 
     data: str = Field(description="the data set and split it was checked on")
+    family: str = Field(default="", description="the networks in a few words, e.g. 'FBNet-space (HW-NAS-Bench)'")
     networks: int = Field(gt=0, description="held-out networks the figures are computed on")
     spearman: float = Field(ge=-1, le=1)
     median_error_pct: float = Field(ge=0)
@@ -163,7 +164,8 @@ class Validation(_Strict):
     def stated_error(self, cost_model: str | None = None) -> str:
         """One line for beside an estimate: the error this target showed on held-out data."""
         line = (f"stated error: median {self.median_error_pct:.1f}%, p90 {self.p90_error_pct:.1f}%, "
-                f"Spearman {self.spearman:.3f} on {self.networks} held-out networks ({self.date})")
+                f"Spearman {self.spearman:.3f} on {self.networks} held-out {self.family + ' ' if self.family else ''}networks "
+                f"({self.date})")
         if cost_model and self.cost_model and cost_model != self.cost_model:
             line += f" -- validated with the {self.cost_model} model, not {cost_model}"
         return line

@@ -208,3 +208,25 @@ def test_target_ranks_fbnet_rows_as_the_table_does(name):
     # the same check tells the target from its datasheet version
     rho_d, err_d = _agreement(load_target(DATASHEET / f"{name}.toml"), name)
     assert not (rho_d >= 0.9 and err_d <= 0.15), f"{name} datasheet: Spearman {rho_d:.3f}, median error {err_d:.1%}"
+
+
+def test_cli_shows_the_validation(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from codesign.frontends.torch_frontend import export_onnx
+    from conftest import run_cli
+
+    rows = {r["name"]: r for r in json.loads(run_cli("targets", "--json", check_rc=0).stdout)}
+    for name in NEW:
+        assert rows[name]["validation"]["networks"] >= 20 and rows[name]["cost_model"] == load_target(name).cost_model
+    monkeypatch.setenv("COLUMNS", "250")          # a wide terminal: rich wraps nothing
+    listing = run_cli("targets", check_rc=0).stdout
+    assert "Spearman" in listing and f"{load_target('eyeriss').validation.spearman:.3f}" in listing
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, groups=8))
+    onnx_path = export_onnx(net, torch.randn(1, 3, 16, 16), tmp_path / "n.onnx")
+    for name in ("eyeriss", "fpga-zc706", "pixel3"):
+        out = run_cli("analyze", str(onnx_path), "--target", name, check_rc=0).stdout
+        v = load_target(name).validation
+        assert "stated error" in out and f"median {v.median_error_pct:.1f}%" in out
