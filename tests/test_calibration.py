@@ -10,7 +10,7 @@ from torch import nn
 from codesign.frontends.onnx_frontend import load_onnx
 from codesign.frontends.torch_frontend import export_onnx
 from hwmodels.targets import load_target
-from conftest import run_cli
+from conftest import REPO, run_cli
 from hwmodels.calibration import calibrate
 from hwmodels.registry import get_cost_model
 
@@ -59,10 +59,15 @@ def measured(tmp_path_factory):
 
 def test_calibration_reduces_error_and_round_trips(measured, tmp_path):
     d, csv, rows = measured
-    host = load_target("host")
     workloads = [load_onnx(p) for p, _ in rows]
     meas = np.array([ms for _, ms in rows])
-    model = get_cost_model(host.cost_model)
+    # the bundled host (fitted on FBNet networks only) on this third family, zero-shot
+    shipped = load_target("host")
+    model = get_cost_model(shipped.cost_model)
+    zero_shot = np.array([model.estimate(w, shipped).latency_s * 1e3 for w in workloads])
+    assert np.median(np.abs(zero_shot - meas) / meas) < 0.35
+    # calibration from the datasheet host (same structure, datasheet numbers) cuts its error
+    host = load_target(REPO / "benchmarks" / "datasheet_targets" / "host.toml")
     before = np.array([model.estimate(w, host).latency_s * 1e3 for w in workloads])
     err_before = np.median(np.abs(before - meas) / meas)
     result = calibrate(host, workloads, meas.tolist(), source=str(csv))
@@ -73,7 +78,8 @@ def test_calibration_reduces_error_and_round_trips(measured, tmp_path):
     assert after == pytest.approx(result.predicted_ms, rel=1e-6)
     # and the CLI writes a normal target file
     out = tmp_path / "mine.toml"
-    run_cli("calibrate", "--target", "host", "--measurements", str(csv), "--out", str(out), check_rc=0)
+    run_cli("calibrate", "--target", REPO / "benchmarks" / "datasheet_targets" / "host.toml", "--measurements", str(csv),
+            "--out", str(out), check_rc=0)
     t = load_target(str(out))
     assert t.name == "host-calibrated" and t.calibration.samples == len(rows)
     assert t.calibration.fit_error_pct == pytest.approx(result.fit_error_pct, rel=1e-3)
