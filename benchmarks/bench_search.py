@@ -5,8 +5,10 @@ setup shared by every strategy); for each seed the joint search, the sequential 
 (architecture -> bits -> hardware, the same predictor and surrogate machinery in each phase)
 and random search (the floor) each spend ``budget.trials`` measured accuracy evaluations.
 Hypervolume per seed on one normalisation shared by the three fronts (objectives minimised,
-accuracy as 1 - accuracy, each scaled to [0, 1] over every feasible point of the three
-strategies, reference point 1.1 in every objective).
+accuracy as 1 - accuracy, costs on a log scale (``pareto.hv_scale``), each scaled to [0, 1]
+over every feasible point of the three strategies, reference point 1.1 in every objective);
+the linear-scale hypervolume is reported beside it.  Re-running on a finished ``--out`` measures
+nothing new and re-scores the stored studies.
 
     python benchmarks/bench_search.py --config examples/digits_systolic.toml --seeds 0 1 2 3 4
 """
@@ -63,13 +65,14 @@ def main() -> None:
             times[strategy] = time.perf_counter() - t
             fronts[strategy] = (rows, front(rows, objectives))
             logs[strategy] = {label: log.summary() for label, log in runner.logs.items() if log.rounds}
-        every = [r.metrics for rows, _ in fronts.values() for r in rows if r.feasible]
-        norm = normalizer(every, objectives)
-        rec = {"seed": seed, "normalisation": {o: [float(lo), float(hi)] for o, lo, hi in zip(objectives, *norm)}}
+        every = [r.metrics for rows, _ in fronts.values() for r in rows if r.feasible and r.fidelity == "full"]
+        norm, norm_lin = normalizer(every, objectives), normalizer(every, objectives, linear=True)
+        rec = {"seed": seed, "normalisation": {o: [float(lo), float(hi)] for o, lo, hi in zip(objectives, *norm[:2])}}
         for s, (rows, f) in fronts.items():
             measured = [r for r in rows if not r.derived]
             rec[s] = {"trials": len(measured), "feasible": sum(r.feasible for r in measured), "front": len(f),
-                      "hv": hypervolume([r.metrics for r in f], objectives, norm), "seconds": times[s],
+                      "hv": hypervolume([r.metrics for r in f], objectives, norm),
+                      "hv_linear": hypervolume([r.metrics for r in f], objectives, norm_lin), "seconds": times[s],
                       "surrogate": logs[s]}
         rec["joint_dominates_sequential"] = dominates_all([r.metrics for r in fronts["joint"][1]],
                                                           [r.metrics for r in fronts["sequential"][1]], objectives)
@@ -90,18 +93,22 @@ def markdown(payload: dict, args) -> str:
              + (f" --trials {args.trials}" if args.trials else "") + (f" --method {args.method}" if args.method else "")
              + f"` — {dt.date.today()}; {payload['trials']} measured evaluations per strategy; setup (supernet, "
              f"{payload['sensitivity_evaluations']} sensitivity evaluations) {payload['setup_seconds']:.0f} s, shared.", "",
-             "| seed | HV joint | HV sequential | HV random | joint/sequential | joint dominates sequential | "
-             "predictor OOF Spearman (joint) | scored/s (joint) |", "|---|---|---|---|---|---|---|---|"]
+             "| seed | HV joint | HV sequential | HV random | joint/sequential | linear HV j/s/r | joint dominates "
+             "sequential | predictor OOF Spearman / MAE (joint) | scored/s (joint) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         joint_log = r["joint"]["surrogate"].get("joint", {})
         p = joint_log.get("predictor", {})
         lines.append(f"| {r['seed']} | {r['joint']['hv']:.4f} | {r['sequential']['hv']:.4f} | {r['random']['hv']:.4f} | "
-                     f"{r['joint']['hv'] / max(r['sequential']['hv'], 1e-12):.3f} | {r['joint_dominates_sequential']} | "
-                     f"{p.get('oof_spearman', float('nan')):.3f} | {joint_log.get('candidates_per_second', 0):,.0f} |")
+                     f"{r['joint']['hv'] / max(r['sequential']['hv'], 1e-12):.3f} | "
+                     f"{r['joint']['hv_linear']:.3f}/{r['sequential']['hv_linear']:.3f}/{r['random']['hv_linear']:.3f} | "
+                     f"{r['joint_dominates_sequential']} | "
+                     f"{p.get('oof_spearman', float('nan')):.3f} / {p.get('oof_mae_points', float('nan')):.2f} | "
+                     f"{joint_log.get('candidates_per_second', 0):,.0f} |")
     med = {s: statistics.median(r[s]["hv"] for r in results) for s in STRATEGIES}
     gain = statistics.median(r["joint"]["hv"] / max(r["sequential"]["hv"], 1e-12) for r in results)
     wins = sum(r["joint"]["hv"] > r["sequential"]["hv"] for r in results)
-    lines.append(f"| median | {med['joint']:.4f} | {med['sequential']:.4f} | {med['random']:.4f} | {gain:.3f} | "
+    lines.append(f"| median | {med['joint']:.4f} | {med['sequential']:.4f} | {med['random']:.4f} | {gain:.3f} | | "
                  f"{sum(r['joint_dominates_sequential'] for r in results)}/{len(results)} | | |")
     lines.append("")
     lines.append(f"Joint above sequential on {wins}/{len(results)} seeds; median joint/sequential HV ratio {gain:.3f}.")

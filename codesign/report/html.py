@@ -65,8 +65,10 @@ def write_report(path: Path, objectives: list[str], rows_by_strategy: dict, fron
                       for s, v in summary["strategies"].items())
     dom = summary.get("joint_dominates_sequential")
     norm = summary.get("hypervolume_normalisation", {})
-    norm_text = ("Hypervolume: objectives minimised (accuracy as 1 - accuracy), each scaled to [0, 1] between "
-                 + "; ".join(f"{html.escape(o)} {v['min']:.4g}..{v['max']:.4g}" for o, v in norm.get("per_objective", {}).items())
+    norm_text = ("Hypervolume: objectives minimised (accuracy as 1 - accuracy; latency, energy, area on a log scale), "
+                 "each scaled to [0, 1] over the range of all feasible points compared: "
+                 + "; ".join(f"{html.escape(o)} {min(v['min'], v['max']):.4g}..{max(v['min'], v['max']):.4g}"
+                             for o, v in norm.get("per_objective", {}).items())
                  + f", reference point {norm.get('reference_point', 1.1)} in every objective.") if norm else ""
     surrogate = _surrogate_html(summary)
     comparison = _comparison_html(summary.get("joint_vs_sequential"))

@@ -10,7 +10,8 @@ import tomli_w
 import torch
 
 from codesign.files import write_text
-from codesign.search.pareto import dominates_all, hypervolume, normalizer
+from codesign.search.config import MAXIMIZE
+from codesign.search.pareto import REFERENCE, dominates_all, hypervolume, normalizer
 from codesign.search.problem import Problem
 from codesign.search.runner import Row, front
 
@@ -24,13 +25,14 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
 
     ``test_accuracy`` is keyed by ``key(candidate)`` (the network and its bits)."""
     fronts = {s: front(rows, objectives) for s, rows in rows_by_strategy.items()}
-    every = [r.metrics for rows in rows_by_strategy.values() for r in rows if r.feasible]
+    every = [r.metrics for rows in rows_by_strategy.values() for r in rows if r.feasible and r.fidelity == "full"]
     norm = normalizer(every, objectives) if every else None
     summary = {"objectives": objectives, "strategies": {},
-               "hypervolume_normalisation": {"reference_point": 1.1, "per_objective": {
-                   o: {"min": float(lo), "max": float(hi)} for o, lo, hi in zip(objectives, *norm)} if norm else {},
-                   "note": "objectives minimised (accuracy as 1 - accuracy), scaled to [0, 1] over every feasible "
-                           "point of the strategies compared"}}
+               "hypervolume_normalisation": {"reference_point": REFERENCE, "per_objective": {
+                   o: {"min": _unscale(o, lo), "max": _unscale(o, hi)} for o, lo, hi in zip(objectives, *norm[:2])}
+                   if norm else {},
+                   "note": "objectives minimised (accuracy as 1 - accuracy, linear; costs as logarithms), each "
+                           "scaled to [0, 1] between min and max over every feasible point of the strategies compared"}}
     for s, f in fronts.items():
         measured = [r for r in rows_by_strategy[s] if not r.derived]
         summary["strategies"][s] = {
@@ -64,6 +66,13 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
                     for k in keys})
     write_text(out / "pareto.csv", table.getvalue(), "--out")
     return summary
+
+
+def _unscale(objective: str, v: float) -> float:
+    """A normalisation bound back in the objective's own units (error -> accuracy, log -> value)."""
+    import math
+
+    return float(1.0 - v) if objective in MAXIMIZE else float(math.exp(v))
 
 
 def write_design(out: Path, problem: Problem, chosen: Row) -> dict:

@@ -65,6 +65,10 @@ class SearchSection(_Strict):
     generations: int = Field(default=30, ge=1)
     exploration: float = Field(default=1.0, ge=0, description="UCB weight on the predictor's ensemble spread")
     ensemble: int = Field(default=5, ge=1)
+    # two-stage: measure each trial on every 3rd validation image first and on the rest only when
+    # the candidate could still reach the measured front (a low-fidelity trial costs a third)
+    fidelity: Literal["full", "two-stage"] = "full"
+    low_fidelity_every: int = Field(default=3, ge=2)
     arch_pool: int = Field(default=96, ge=2, description="architectures the surrogate varies bits and hardware over "
                            "in one round (the measured front's, their mutations, random ones)")
     hw_tradeoffs: int = Field(default=3, ge=1, description="divisions of the latency/energy/area simplex: the "

@@ -49,6 +49,7 @@ class Row:
     feasible: bool
     candidate: Candidate
     derived: bool = False        # a hardware trade-off point of a measured network (no new accuracy measurement)
+    fidelity: str = "full"       # "low": accuracy on a subset of the validation split only (never on a front)
 
     def flat(self) -> dict:
         return {"strategy": self.strategy, "phase": self.phase, "trial": self.number, "feasible": self.feasible,
@@ -107,6 +108,17 @@ def _done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
+def _spent(study: optuna.Study) -> float:
+    """Measured evaluations spent, in full-validation-split units (a low-fidelity trial costs less)."""
+    return sum(t.user_attrs.get("cost", 1.0) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _left(study: optuna.Study, budget: int) -> int:
+    """Whole trials the budget still pays for (at least one while any budget is left)."""
+    left = budget - _spent(study)
+    return max(1, int(left + 1e-9)) if left > 1e-9 else 0
+
+
 def _waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
@@ -126,7 +138,8 @@ class Runner:
     def _objective(self, fixed: Candidate | None, search: tuple[str, ...]):
         def objective(trial: optuna.Trial):
             cand = self.problem.encoding.suggest(trial, fixed, search)
-            m = self.problem.evaluation.evaluate(cand)
+            m, cost = self._measure(cand, trial.study)
+            trial.set_user_attr("cost", cost)
             trial.set_user_attr("candidate", cand.to_json())
             trial.set_user_attr("metrics", m)
             violations = self.problem.violations(m)
@@ -136,8 +149,39 @@ class Runner:
             return [m[o] for o in self.cfg.objectives]
         return objective
 
+    def _measure(self, cand: Candidate, study: optuna.Study) -> tuple[dict, float]:
+        """Metrics and the budget they cost.  Two-stage: a subset of the validation split first; the
+        rest only when the candidate, given the subset's statistical margin, could reach the front."""
+        ev, s = self.problem.evaluation, self.cfg.search
+        if s.fidelity != "two-stage":
+            return ev.evaluate(cand), 1.0
+        m = ev.evaluate(cand, every=s.low_fidelity_every)
+        if m.get("invalid"):
+            return m, 1.0 / s.low_fidelity_every
+        n_low = m["accuracy_images"]
+        if not self._promising(m, study):
+            return {**m, "fidelity": "low"}, n_low / len(self.problem.splits.val)
+        acc_rest, n_rest = ev.accuracy(cand, every=s.low_fidelity_every, rest=True)
+        acc = (m["accuracy"] * n_low + acc_rest * n_rest) / (n_low + n_rest)
+        return {**m, "accuracy": acc, "accuracy_images": float(n_low + n_rest), "fidelity": "full"}, 1.0
+
+    def _promising(self, low: dict, study: optuna.Study) -> bool:
+        """Could the candidate be feasible and non-dominated, with its accuracy two standard errors up?"""
+        n, acc = low["accuracy_images"], low["accuracy"]
+        optimistic = {**low, "accuracy": min(1.0, acc + 2.0 * (max(acc * (1 - acc), 0.25 / n) / n) ** 0.5)}
+        if not feasible(self.problem.violations(optimistic)):
+            return False
+        f = front([r for r in _rows(study, "", "")], self.cfg.objectives)
+        if not f:
+            return True
+        from codesign.search.pareto import as_minimization
+
+        fm = as_minimization([r.metrics for r in f], self.cfg.objectives)
+        c = as_minimization([optimistic], self.cfg.objectives)[0]
+        return not bool(((fm <= c).all(axis=1) & (fm < c).any(axis=1)).any())
+
     def _report(self, label: str, study: optuna.Study, total: int) -> None:
-        self.progress(label, _done(study), total, len(self._front(study)))
+        self.progress(label, min(total, round(_spent(study))), total, len(self._front(study)))
 
     def _front(self, study: optuna.Study) -> list[int]:
         rows = [t.user_attrs["metrics"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -148,7 +192,7 @@ class Runner:
     def _direct(self, study: optuna.Study, budget: int, fixed, search, label: str) -> None:
         """The optuna sampler proposes every trial."""
         objective = self._objective(fixed, search)
-        while _done(study) < budget and time.monotonic() < self.deadline:
+        while _left(study, budget) and time.monotonic() < self.deadline:
             study.optimize(objective, n_trials=1, catch=())
             self._report(label, study, budget)
 
@@ -160,10 +204,10 @@ class Runner:
         objective = self._objective(fixed, search)
         n_init = min(budget, s.initial or max(4, budget // 4))
         log = self.logs.setdefault(label, StrategyLog())
-        while _done(study) < budget and time.monotonic() < self.deadline:
+        while _left(study, budget) and time.monotonic() < self.deadline:
             waiting = _waiting(study)
-            if waiting or _done(study) < n_init:       # queued proposals first; then the random initial design
-                study.optimize(objective, n_trials=max(1, min(waiting, budget - _done(study))), catch=())
+            if waiting or _spent(study) < n_init:      # queued proposals first; then the random initial design
+                study.optimize(objective, n_trials=max(1, min(waiting, _left(study, budget))), catch=())
                 self._report(label, study, budget)
                 continue
             measured = [(r.candidate, r.metrics) for r in _rows(study, "", "")]
@@ -172,7 +216,7 @@ class Runner:
             cands, acc = [c for c, _ in usable], [m["accuracy"] for _, m in usable]
             predictor.fit(cands, acc)
             quality = predictor.quality(cands, acc)
-            k = min(s.batch, budget - _done(study))
+            k = min(s.batch, _left(study, budget))
             done = _done(study)
             picks, stats = propose(self.problem.encoding, search, fixed, predictor, self.problem.fastcost, self.cfg,
                                    measured, k, seed + done, s.population, s.generations, s.exploration,
@@ -248,7 +292,7 @@ class Runner:
         weights = tradeoff_lattice(self.problem.encoding.tradeoff, self.cfg.search.hw_tradeoffs)
         out, seen = [], set()
         for r in rows:
-            if r.metrics.get("invalid") or r.derived:
+            if r.metrics.get("invalid") or r.derived or r.fidelity != "full":
                 continue
             cand = r.candidate
             wl, bits = ev.assignment(cand, ev.bit_map(cand, ev.module(cand.arch)))
@@ -287,14 +331,16 @@ def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
         if "metrics" not in t.user_attrs:
             continue
         cand = Candidate.from_json(t.user_attrs["candidate"])
-        out.append(Row(strategy, phase, t.number, t.user_attrs["metrics"],
-                       feasible(t.user_attrs.get("constraints", [])), cand))
+        m = t.user_attrs["metrics"]
+        out.append(Row(strategy, phase, t.number, m, feasible(t.user_attrs.get("constraints", [])), cand,
+                       fidelity=m.get("fidelity", "full")))
     return out
 
 
 def front(rows: list[Row], objectives: list[str]) -> list[Row]:
-    """Feasible non-dominated rows (none if none is feasible: the caller says so)."""
-    pool = [r for r in rows if r.feasible]
+    """Feasible non-dominated rows measured on the whole validation split (none if none is
+    feasible: the caller says so)."""
+    pool = [r for r in rows if r.feasible and r.fidelity == "full"]
     return [pool[i] for i in front_indices([r.metrics for r in pool], objectives)]
 
 
