@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codesign.data import Splits, batches, random_shift, resize
-from codesign.training import Log, TrainConfig, accuracy, make_optimizer, seeded_generator, threads, train_module
+from codesign.training import Log, TrainConfig, make_optimizer, seeded_generator, threads, train_module
 from codesign.spaces import ElasticNet, SearchSpace, get_space
 from codesign.spaces.base import Arch
 from hwmodels.errors import CodesignError

@@ -13,9 +13,9 @@ Workload can cost kernels unchanged.  The rules are data (``FusionRules``), chos
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from hwmodels.workload import ConvDims, Layer, Workload
+from hwmodels.workload import Layer, Workload
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
                       "relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten", "relax.nn.dropout"})

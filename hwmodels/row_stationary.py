@@ -275,7 +275,7 @@ class RowStationaryFitter:
         self.target, self.runs = target, runs
         rs = _config(target)
         hw = hw_key(rs)
-        cands, owner, fixed = [], [], []
+        cands, owner = [], []
         for j, wl in enumerate(runs.unique):
             for k in fuse(wl, ACCELERATOR_FUSION).layers():
                 if k.op in LAYOUT_OPS:

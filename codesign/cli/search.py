@@ -76,7 +76,8 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     from codesign.report.html import write_report
     from codesign.search.artifacts import write_design, write_fronts
     from codesign.search.problem import Problem
-    from codesign.search.runner import Runner, front, pick
+    from codesign.search.rows import front, pick
+    from codesign.search.runner import Runner
 
     with console.status("preparing: data, supernet (trained once, then reused), target"):
         problem = Problem(cfg, out, log=lambda m: console.print(f"  {m}"))

@@ -13,7 +13,7 @@ from codesign.files import write_text
 from codesign.search.config import MAXIMIZE
 from codesign.search.pareto import REFERENCE, dominates_all, hypervolume, normalizer
 from codesign.search.problem import Problem
-from codesign.search.runner import Row, front
+from codesign.search.rows import Row, front
 
 
 def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: list[str],

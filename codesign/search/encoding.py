@@ -146,6 +146,16 @@ class Encoding:
             base.hw = {"weights": {k: 1.0 for k in self.tradeoff}}
         return self.to_params(base, search)
 
+    def corner_params(self, search: tuple[str, ...] = ALL) -> list[dict]:
+        """The baseline and, where architectures are searched, the smallest network at the same bits
+        and hardware: the two corners every strategy measures first."""
+        out = [self.initial_params(search)]
+        if "arch" in search:
+            small = {**out[0], **{f"arch.{k}": v for k, v in self.space.smallest().items()}}
+            if small != out[0]:
+                out.append(small)
+        return out
+
     def default_hw(self) -> dict:
         return dict(self._default_hw)
 

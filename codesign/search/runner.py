@@ -34,26 +34,13 @@ from optuna.trial import TrialState
 from codesign.search.config import MAXIMIZE, SearchConfig
 from codesign.search.constraints import feasible
 from codesign.search.encoding import ALL, Candidate
-from codesign.search.pareto import front_indices, knee
+from codesign.search.fidelity import two_stage
+from codesign.search.pareto import front_indices
 from codesign.search.problem import Problem
+from codesign.search.rows import Row, front, pick
+from codesign.search.tradeoffs import hardware_tradeoffs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@dataclass
-class Row:
-    strategy: str
-    phase: str
-    number: int
-    metrics: dict
-    feasible: bool
-    candidate: Candidate
-    derived: bool = False        # a hardware trade-off point of a measured network (no new accuracy measurement)
-    fidelity: str = "full"       # "low": accuracy on a subset of the validation split only (never on a front)
-
-    def flat(self) -> dict:
-        return {"strategy": self.strategy, "phase": self.phase, "trial": self.number, "feasible": self.feasible,
-                **self.metrics}
 
 
 @dataclass
@@ -150,35 +137,10 @@ class Runner:
         return objective
 
     def _measure(self, cand: Candidate, study: optuna.Study) -> tuple[dict, float]:
-        """Metrics and the budget they cost.  Two-stage: a subset of the validation split first; the
-        rest only when the candidate, given the subset's statistical margin, could reach the front."""
-        ev, s = self.problem.evaluation, self.cfg.search
-        if s.fidelity != "two-stage":
-            return ev.evaluate(cand), 1.0
-        m = ev.evaluate(cand, every=s.low_fidelity_every)
-        if m.get("invalid"):
-            return m, 1.0 / s.low_fidelity_every
-        n_low = m["accuracy_images"]
-        if not self._promising(m, study):
-            return {**m, "fidelity": "low"}, n_low / len(self.problem.splits.val)
-        acc_rest, n_rest = ev.accuracy(cand, every=s.low_fidelity_every, rest=True)
-        acc = (m["accuracy"] * n_low + acc_rest * n_rest) / (n_low + n_rest)
-        return {**m, "accuracy": acc, "accuracy_images": float(n_low + n_rest), "fidelity": "full"}, 1.0
-
-    def _promising(self, low: dict, study: optuna.Study) -> bool:
-        """Could the candidate be feasible and non-dominated, with its accuracy two standard errors up?"""
-        n, acc = low["accuracy_images"], low["accuracy"]
-        optimistic = {**low, "accuracy": min(1.0, acc + 2.0 * (max(acc * (1 - acc), 0.25 / n) / n) ** 0.5)}
-        if not feasible(self.problem.violations(optimistic)):
-            return False
-        f = front([r for r in _rows(study, "", "")], self.cfg.objectives)
-        if not f:
-            return True
-        from codesign.search.pareto import as_minimization
-
-        fm = as_minimization([r.metrics for r in f], self.cfg.objectives)
-        c = as_minimization([optimistic], self.cfg.objectives)[0]
-        return not bool(((fm <= c).all(axis=1) & (fm < c).any(axis=1)).any())
+        if self.cfg.search.fidelity != "two-stage":
+            return self.problem.evaluation.evaluate(cand), 1.0
+        return two_stage(self.problem, cand, front(_rows(study, "", ""), self.cfg.objectives),
+                         self.cfg.search.low_fidelity_every)
 
     def _report(self, label: str, study: optuna.Study, total: int) -> None:
         self.progress(label, min(total, round(_spent(study))), total, len(self._front(study)))
@@ -233,8 +195,9 @@ class Runner:
         surrogate = self.cfg.search.method == "surrogate" and algorithm != "random"
         sampler = _sampler(self.cfg, budget, seed, "random" if surrogate else algorithm)
         study = _open_study(name, self.cfg, self.out, sampler)
-        if not study.get_trials(deepcopy=False):      # every strategy and phase starts from the baseline
-            study.enqueue_trial(self.problem.encoding.initial_params(search))
+        if not study.get_trials(deepcopy=False):      # every strategy and phase starts from the same corners
+            for params in self.problem.encoding.corner_params(search)[:budget]:
+                study.enqueue_trial(params)
         self._report(label, study, budget)
         if surrogate:
             self._active(study, budget, fixed, search, label, seed)
@@ -281,48 +244,8 @@ class Runner:
             rows += self.hardware_tradeoffs(final, "sequential", phase="hw")
         return rows
 
-    # ----- hardware trade-offs of measured networks -----------------------------------------------
     def hardware_tradeoffs(self, rows: list[Row], strategy: str, phase: str | None = None) -> list[Row]:
-        """For each measured network, the exact best accelerator for a lattice of trade-off weights."""
-        grid, ev = self.problem.hw_grid, self.problem.evaluation
-        if grid is None:
-            return []
-        from codesign.search.hw_opt import choose
-
-        weights = tradeoff_lattice(self.problem.encoding.tradeoff, self.cfg.search.hw_tradeoffs)
-        out, seen = [], set()
-        for r in rows:
-            if r.metrics.get("invalid") or r.derived or r.fidelity != "full":
-                continue
-            cand = r.candidate
-            wl, bits = ev.assignment(cand, ev.bit_map(cand, ev.module(cand.arch)))
-            m = grid.network_metrics(wl, bits, ev.target, ev.target.systolic.default.clock_mhz)
-            for w in weights:
-                i = choose(m, w)
-                key = (self.problem.key(cand), i)
-                if key in seen:
-                    continue
-                seen.add(key)
-                hw = {**grid.config(i), "tradeoff": w}
-                metrics = {**r.metrics, "latency_ms": float(m["latency_ms"][i]), "energy_mj": float(m["energy_mj"][i]),
-                           "area_mm2": float(m["area_mm2"][i]),
-                           "sram_kb": float(sum(hw[k] for k in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb")))}
-                ok = feasible(self.problem.violations(metrics))
-                out.append(Row(strategy, phase or r.phase, r.number, metrics, ok,
-                               Candidate(cand.arch, cand.bits, hw), derived=True))
-        return out
-
-
-def tradeoff_lattice(objectives: list[str], divisions: int) -> list[dict[str, float]]:
-    """Weight vectors on the simplex of the hardware objectives (Das-Dennis lattice)."""
-    if not objectives:
-        return []
-    if len(objectives) == 1:
-        return [{objectives[0]: 1.0}]
-    from pymoo.util.ref_dirs import get_reference_directions
-
-    dirs = get_reference_directions("das-dennis", len(objectives), n_partitions=divisions)
-    return [{k: float(v) for k, v in zip(objectives, d)} for d in dirs]
+        return hardware_tradeoffs(self.problem, rows, strategy, phase, self.cfg.search.hw_tradeoffs)
 
 
 def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
@@ -335,18 +258,3 @@ def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
         out.append(Row(strategy, phase, t.number, m, feasible(t.user_attrs.get("constraints", [])), cand,
                        fidelity=m.get("fidelity", "full")))
     return out
-
-
-def front(rows: list[Row], objectives: list[str]) -> list[Row]:
-    """Feasible non-dominated rows measured on the whole validation split (none if none is
-    feasible: the caller says so)."""
-    pool = [r for r in rows if r.feasible and r.fidelity == "full"]
-    return [pool[i] for i in front_indices([r.metrics for r in pool], objectives)]
-
-
-def pick(rows: list[Row], objectives: list[str], index: int | None = None) -> Row:
-    f = front(rows, objectives) or rows
-    if index is not None:
-        return f[index]
-    return f[knee([r.metrics for r in f], objectives)]
-
