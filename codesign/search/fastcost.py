@@ -59,38 +59,60 @@ class FastCost:
         """latency_ms, energy_mj, (area_mm2, sram_kb), size_kb, invalid; and the chosen ``hw``."""
         if not self.systolic:
             return self._exact(cand)
+        index = None if "weights" in cand.hw else self.grid.index(cand.hw)
+        if "weights" not in cand.hw and index is None:
+            return self._off_grid(cand)
+        m, size_kb = self._grid_metrics(cand)
+        from codesign.search.hw_opt import choose
+
+        return self._point(m, choose(m, cand.hw["weights"]) if index is None else index, size_kb)
+
+    def tradeoffs(self, cand: Candidate, weights: list[dict[str, float]]) -> list[dict]:
+        """The candidate's network with the best accelerator for each trade-off weight vector
+        (distinct configs only): what measuring it adds to a front that gets hardware trade-offs."""
+        if not (self.systolic and "weights" in cand.hw and weights):
+            return [self.metrics(cand)]
+        from codesign.search.hw_opt import choose
+
+        m, size_kb = self._grid_metrics(cand)
+        picks = dict.fromkeys(choose(m, w) for w in weights)
+        return [self._point(m, i, size_kb) for i in picks]
+
+    def _grid_metrics(self, cand: Candidate) -> tuple[dict, float]:
+        ev = self.ev
         layers, _, _, names, array_layers = self.layer_info(cand.arch)
         fallback = max(cand.bits.values(), default=(8, 8))
         per_layer = {n: LayerBits(*cand.bits.get(n, fallback)) for n in names}
-        size_kb = sum(weight_bytes(l, per_layer[l.name]) for l in layers) / 1024
-        grid = self.grid
-        index = None if "weights" in cand.hw else grid.index(cand.hw)
-        if "weights" in cand.hw or index is not None:
-            from codesign.search.hw_opt import choose
+        widths = [word_bits(per_layer[n]) for n in array_layers.names]
+        m = self.grid.layers_metrics(array_layers, widths, ev.target, ev.target.systolic.default.clock_mhz)
+        return m, sum(weight_bytes(l, per_layer[l.name]) for l in layers) / 1024
 
-            ev = self.ev
-            widths = [word_bits(per_layer[n]) for n in array_layers.names]
-            m = grid.layers_metrics(array_layers, widths, ev.target, ev.target.systolic.default.clock_mhz)
-            i = choose(m, cand.hw["weights"]) if index is None else index
-            hw = grid.config(i) if index is None else dict(cand.hw)
-            if not m["ok"][i]:
-                return {"invalid": 1.0, "hw": hw}
-            out = {"latency_ms": float(m["latency_ms"][i]), "energy_mj": float(m["energy_mj"][i]),
-                   "area_mm2": float(m["area_mm2"][i])}
-        else:                   # a config outside the grid: the cost model itself
-            hw = dict(cand.hw)
-            if self.ev.hw_invalid(hw, cand.widest_bits) is not None:
-                return {"invalid": 1.0, "hw": hw}
-            from hwmodels.workload import Workload
+    def _point(self, m: dict, i: int, size_kb: float) -> dict:
+        hw = self.grid.config(i)
+        if not m["ok"][i]:
+            return {"invalid": 1.0, "hw": hw}
+        return {"latency_ms": float(m["latency_ms"][i]), "energy_mj": float(m["energy_mj"][i]),
+                "area_mm2": float(m["area_mm2"][i]), "size_kb": size_kb,
+                "sram_kb": float(sum(hw[k] for k in SRAMS)), "hw": hw}
 
-            wl = Workload("traced")
-            for i, l in enumerate(layers):
-                wl.add_layer(l)
-                wl.graph.nodes[l.name]["index"] = i
-            cost = self.ev.model.estimate(wl, self.ev.hw_target(hw), BitAssignment(LayerBits(*fallback), per_layer))
-            out = {"latency_ms": cost.latency_s * 1e3, "energy_mj": cost.energy_j * 1e3, "area_mm2": cost.area_mm2}
-        out.update(size_kb=size_kb, sram_kb=float(sum(hw[k] for k in SRAMS)), hw=hw)
-        return out
+    def _off_grid(self, cand: Candidate) -> dict:
+        """A config outside the grid: the cost model itself on the traced layers."""
+        from hwmodels.workload import Workload
+
+        hw = dict(cand.hw)
+        if self.ev.hw_invalid(hw, cand.widest_bits) is not None:
+            return {"invalid": 1.0, "hw": hw}
+        layers, _, _, names, _ = self.layer_info(cand.arch)
+        fallback = max(cand.bits.values(), default=(8, 8))
+        per_layer = {n: LayerBits(*cand.bits.get(n, fallback)) for n in names}
+        wl = Workload("traced")
+        for i, l in enumerate(layers):
+            wl.add_layer(l)
+            wl.graph.nodes[l.name]["index"] = i
+        cost = self.ev.model.estimate(wl, self.ev.hw_target(hw), BitAssignment(LayerBits(*fallback), per_layer))
+        return {"latency_ms": cost.latency_s * 1e3, "energy_mj": cost.energy_j * 1e3, "area_mm2": cost.area_mm2,
+                "size_kb": sum(weight_bytes(l, per_layer[l.name]) for l in layers) / 1024,
+                "sram_kb": float(sum(hw[k] for k in SRAMS)), "hw": hw}
 
     def _exact(self, cand: Candidate) -> dict:
         """Any other cost model: the evaluation's own path on the ONNX workload (cached)."""

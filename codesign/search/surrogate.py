@@ -160,14 +160,20 @@ def propose(encoding: Encoding, search: tuple[str, ...], fixed: Candidate | None
     res = minimize(problem, algorithm, ("n_gen", generations), seed=seed, verbose=False)
     X, F, G = res.pop.get("X"), res.pop.get("F"), res.pop.get("G")
     feasible = np.all(G <= 0, axis=1) if G is not None and G.size else np.ones(len(X), bool)
-    flip = np.array([o in MAXIMIZE for o in cfg.objectives])
-    pool_c, pool_keys = [], set()
+    acc_col = [j for j, o in enumerate(cfg.objectives) if o in MAXIMIZE]
+    lattice = _lattice(encoding, search, cfg)
+    pool_c, pool_keys, pool_sets = [], set(), []
     for x, f, ok in zip(X, F, feasible):
         c = genome.decode(x)
         if ok and key(c) not in seen and key(c) not in pool_keys:
             pool_keys.add(key(c))
-            pool_c.append((c, np.where(flip, 1.0 + f, f)))    # -accuracy -> 1 - accuracy, as the front is scored
-    picks = [pool_c[i][0] for i in _greedy_hypervolume([f for _, f in pool_c], measured, cfg.objectives, k)]
+            pool_c.append(c)
+            optimistic = -float(f[acc_col[0]]) if acc_col else 0.0
+            pool_sets.append(_points(fastcost, c, lattice, optimistic, cfg.objectives))
+    base = [_points(fastcost, c, lattice, m["accuracy"], cfg.objectives) for c, m in measured
+            if not m.get("invalid") and m.get("fidelity", "full") == "full"]
+    base = np.vstack(base) if base else np.zeros((0, len(cfg.objectives)))
+    picks = [pool_c[i] for i in _greedy_hypervolume(pool_sets, base, k)]
     names = {key(c) for c in picks}
     for x in rng.permutation(X):          # too few new predicted-front points: explore the population
         if len(picks) >= k:
@@ -179,36 +185,53 @@ def propose(encoding: Encoding, search: tuple[str, ...], fixed: Candidate | None
     return picks, RoundStats(counter[0], time.perf_counter() - t0, len(pool))
 
 
-def _greedy_hypervolume(pool_f: list[np.ndarray], measured: list[tuple[Candidate, dict]], objectives: list[str],
-                        k: int) -> list[int]:
-    """Indices of up to ``k`` pool points adding the most hypervolume to the measured front, one at a time."""
+def _lattice(encoding: Encoding, search: tuple[str, ...], cfg) -> list[dict]:
+    """Trade-off weights a measured network's front points will get (when hardware is searched nested)."""
+    if "hw" not in search or not encoding.nested_hw:
+        return []
+    from codesign.search.tradeoffs import tradeoff_lattice
+
+    return tradeoff_lattice(encoding.tradeoff, cfg.search.hw_tradeoffs)
+
+
+def _points(fastcost, cand: Candidate, lattice: list[dict], accuracy: float, objectives: list[str]) -> np.ndarray:
+    """The front points measuring ``cand`` would give (its hardware trade-offs), minimisation form."""
+    if lattice:
+        cand = Candidate(cand.arch, cand.bits, {"weights": {}})
+    rows = [m for m in fastcost.tradeoffs(cand, lattice) if not m.get("invalid")] if lattice else \
+        [m for m in [fastcost.metrics(cand)] if not m.get("invalid")]
+    if not rows:
+        return np.zeros((0, len(objectives)))
+    return as_minimization([{**m, "accuracy": accuracy} for m in rows], objectives)
+
+
+def _greedy_hypervolume(pool: list[np.ndarray], base: np.ndarray, k: int) -> list[int]:
+    """Indices of up to ``k`` pool items (each a set of points) adding the most hypervolume to
+    ``base``, one at a time; all in minimisation form, normalised together."""
     from pymoo.indicators.hv import HV
 
-    if not pool_f:
+    if not pool or not any(len(p) for p in pool):
         return []
-    front = [m for _, m in measured if not m.get("invalid")]
-    base = as_minimization(front, objectives) if front else np.zeros((0, len(objectives)))
-    pool = np.array(pool_f, float)
-    nd = set(_non_dominated(pool))                      # only the predicted front can add the most
-    both = np.vstack([base, pool])
-    lo, hi = both.min(axis=0), both.max(axis=0)
+    every = np.vstack([base, *[p for p in pool if len(p)]])
+    lo, hi = every.min(axis=0), every.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
-    hv = HV(ref_point=np.full(len(objectives), 1.1))
     norm = lambda a: (a - lo) / span
+    stacked = np.vstack([p for p in pool if len(p)])
+    owner = np.concatenate([[i] * len(p) for i, p in enumerate(pool) if len(p)])
+    candidates = sorted({int(owner[j]) for j in _non_dominated(stacked)})   # only items on the predicted front
+    hv = HV(ref_point=np.full(every.shape[1], 1.1))
     current = norm(base)
-    chosen: list[int] = []
     value = hv(current) if len(current) else 0.0
-    for _ in range(min(k, len(pool))):
-        gains = [(hv(np.vstack([current, norm(pool[i])[None]])) - value, -i) if i in nd and i not in chosen
-                 else (-np.inf, -i) for i in range(len(pool))]
-        if max(gains)[0] == -np.inf:
+    chosen: list[int] = []
+    for _ in range(min(k, len(candidates))):
+        gains = [(hv(np.vstack([current, norm(pool[i])])) - value, -i) for i in candidates if i not in chosen]
+        if not gains:
             break
         gain, neg_i = max(gains)
         if gain <= 0 and chosen:
             break
-        i = -neg_i
-        chosen.append(i)
-        current = np.vstack([current, norm(pool[i])[None]])
+        chosen.append(-neg_i)
+        current = np.vstack([current, norm(pool[-neg_i])])
         value = hv(current)
     return chosen
 
