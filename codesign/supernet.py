@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codesign.data import Splits, batches, random_shift, resize
-from codesign.training import Log, TrainConfig, accuracy, make_optimizer, seeded_generator, threads, train_module
+from codesign.training import Log, TrainConfig, make_optimizer, seeded_generator, threads, train_module
 from codesign.spaces import ElasticNet, SearchSpace, get_space
 from codesign.spaces.base import Arch
 from hwmodels.errors import CodesignError
@@ -94,11 +94,12 @@ class SubnetEvaluator:
             self._cache[key] = extract(self.supernet, arch, self.splits, self.calib_images)
         return self._cache[key]
 
-    def accuracy(self, arch: Arch, bits: str | dict | None = None, part: str = "val") -> float:
-        """Measured accuracy on ``part`` (val or test); quantized if ``bits`` (calibrated on other val images)."""
+    def accuracy(self, arch: Arch, bits: str | dict | None = None, part: str = "val", split=None) -> float:
+        """Measured accuracy on ``part`` (val or test; ``split``: a subset of it); quantized if ``bits``
+        (calibrated on training images for val, on val images for test)."""
         from codesign.quant import evaluate_accuracy
 
-        split = {"val": self.splits.val, "test": self.splits.test}[part]
+        split = split if split is not None else {"val": self.splits.val, "test": self.splits.test}[part]
         calib = self.splits.val.x[:256] if part == "test" else self.splits.train.x[:256]
         return evaluate_accuracy(self.module(arch), split, bits, calib)
 

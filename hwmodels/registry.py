@@ -28,6 +28,9 @@ _MODELS: dict[str, str | Callable[..., Any]] = {
     "roofline": "hwmodels.roofline:RooflineModel",
     "measured": "hwmodels.measured:MeasuredModel",
     "systolic": "hwmodels.systolic_model:SystolicCostModel",
+    "runtime": "hwmodels.runtime_model:RuntimeModel",
+    "row-stationary": "hwmodels.row_stationary:RowStationaryModel",
+    "tiled": "hwmodels.tiled:TiledModel",
 }
 _ORIGIN: dict[str, str] = {name: "built-in" for name in _MODELS}
 _entry_points_loaded = False

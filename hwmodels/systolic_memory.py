@@ -152,8 +152,8 @@ def _edges_in_zones(x0, step, count, period, lo, hi):
     power-of-two slab, so the edges drift slowly across slab boundaries: counted exactly while
     they drift less than two periods, by the equidistributed fraction beyond that.
     """
-    x0, step, count, period = (np.asarray(v, dtype=np.int64) for v in (x0, step, count, period))
-    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    x0, step, count, period, lo, hi = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64)
+                                                           for v in (x0, step, count, period, lo, hi)))
     width = np.maximum(hi - lo + 1, 0)
     period = np.maximum(period, 1)
     delta = (step + period // 2) % period - period // 2          # signed drift per edge
@@ -161,17 +161,20 @@ def _edges_in_zones(x0, step, count, period, lo, hi):
     avg = count * np.minimum(width, period) / period
     still = (delta == 0)
     in_zone0 = ((r0 >= lo) & (r0 <= hi)) | ((r0 - period >= lo) & (r0 - period <= hi))
-    exact = np.zeros(np.broadcast(x0, step, count, period).shape, dtype=float)
-    d = np.where(still, 1, delta)
-    for m in range(-2, 4):
-        a = m * period + lo - r0
-        b = m * period + hi - r0
-        k_lo = np.where(d > 0, -(-a // d), -(-b // d))
-        k_hi = np.where(d > 0, b // d, a // d)
-        k_lo, k_hi = np.maximum(k_lo, 0), np.minimum(k_hi, count - 1)
-        exact += np.maximum(k_hi - k_lo + 1, 0)
     slow = np.abs(delta) * count < 2 * period
-    out = np.where(still, np.where(in_zone0, count, 0), np.where(slow, exact, avg))
+    out = np.where(still, np.where(in_zone0, count, 0), avg)
+    sel = np.nonzero(slow & ~still & (width > 0))              # only these need the exact count
+    if sel[0].size:
+        d, p, r, l, h, n = (v[sel] for v in (delta, period, r0, lo, hi, count))
+        exact = np.zeros(d.shape, dtype=float)
+        for m in range(-2, 4):
+            a = m * p + l - r
+            b = m * p + h - r
+            k_lo = np.where(d > 0, -(-a // d), -(-b // d))
+            k_hi = np.where(d > 0, b // d, a // d)
+            exact += np.maximum(np.minimum(k_hi, n - 1) - np.maximum(k_lo, 0) + 1, 0)
+        out = out.astype(float)
+        out[sel] = exact
     return np.where(width > 0, out, 0)
 
 

@@ -21,7 +21,10 @@ from hwmodels.plugins import TARGET_GROUP, origin
 from hwmodels.workload import OP_CLASSES
 
 PRECISIONS = tuple(PRECISION_BITS)
-OP_CLASS_NAMES = OP_CLASSES
+# kernel classes the device models form beyond the Workload's op classes (hwmodels.fusion): a grouped
+# convolution (1 < groups < channels) runs as a kernel of its own, with its own efficiency
+KERNEL_CLASSES = ("grouped_conv",)
+OP_CLASS_NAMES = OP_CLASSES + KERNEL_CLASSES
 
 
 class _Strict(BaseModel):
@@ -118,6 +121,86 @@ class Calibration(_Strict):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class Runtime(_Strict):
+    """How the device's inference runtime runs a network: which layers it fuses into one kernel,
+    what each kernel costs beyond its roofline, and when weights stay in cache across runs."""
+
+    fusion: Literal["tflite", "onnxruntime", "none"] = Field(default="none", description="fusion rules (hwmodels.fusion.RUNTIMES)")
+    kernel_overhead_us: dict[str, float] = Field(default_factory=dict, description="dispatch cost per kernel, by op class; "
+                                                 "classes not listed use overheads.per_layer_us")
+    weights_resident_fraction: float = Field(default=0.5, gt=0, le=1, description="weights stay cached across runs when "
+                                             "they fit in this fraction of the last on-chip level")
+    weight_gbs: float | None = Field(default=None, gt=0, description="rate at which a kernel consumes its weights on each "
+                                     "call (packing into the GEMM's layout), GB/s; None: not a bound")
+
+    @field_validator("kernel_overhead_us")
+    @classmethod
+    def _classes(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in OP_CLASS_NAMES:
+                raise ValueError(f"unknown op class {k!r}; use one of {', '.join(OP_CLASS_NAMES)}")
+            if x < 0:
+                raise ValueError(f"overhead for {k} must be >= 0")
+        return v
+
+
+class Validation(_Strict):
+    """On what data the target was checked and with what error: stated beside every estimate."""
+
+    data: str = Field(description="the data set and split it was checked on")
+    family: str = Field(default="", description="the networks in a few words, e.g. 'FBNet-space (HW-NAS-Bench)'")
+    networks: int = Field(gt=0, description="held-out networks the figures are computed on")
+    spearman: float = Field(ge=-1, le=1)
+    median_error_pct: float = Field(ge=0)
+    p90_error_pct: float = Field(ge=0)
+    within_10_pct: float | None = Field(default=None, ge=0, le=100, description="share of networks within +-10%")
+    macs_spearman: float | None = Field(default=None, ge=-1, le=1, description="MACs alone on the same networks")
+    cost_model: str = ""
+    date: str
+    command: str = ""
+    sources: list[str] = Field(default_factory=list)
+    notes: str = ""
+
+    def stated_error(self, cost_model: str | None = None) -> str:
+        """One line for beside an estimate: the error this target showed on held-out data."""
+        line = (f"stated error: median {self.median_error_pct:.1f}%, p90 {self.p90_error_pct:.1f}%, "
+                f"Spearman {self.spearman:.3f} on {self.networks} held-out {self.family + ' ' if self.family else ''}networks "
+                f"({self.date})")
+        if cost_model and self.cost_model and cost_model != self.cost_model:
+            line += f" -- validated with the {self.cost_model} model, not {cost_model}"
+        return line
+
+
+class RowStationary(_Strict):
+    """A row-stationary spatial array (Eyeriss v1): PE grid, per-PE scratchpads, global buffer."""
+
+    rows: int = Field(default=12, gt=0)
+    cols: int = Field(default=14, gt=0)
+    ifmap_spad_words: int = Field(default=12, gt=0)
+    filter_spad_words: int = Field(default=224, gt=0)
+    psum_spad_words: int = Field(default=24, gt=0)
+    glb_kb: float = Field(default=108.0, gt=0)
+    word_bits: int = Field(default=16, gt=0)
+    glb_words_per_cycle: float = Field(gt=0, description="global buffer <-> array bandwidth")
+    dram_words_per_cycle: float = Field(gt=0, description="off-chip bandwidth")
+    layer_overhead_cycles: float = Field(default=0.0, ge=0, description="configuration and pipeline fill per layer")
+    groups: Literal["parallel", "sequential"] = Field(default="sequential", description="whether the groups of a grouped/"
+                                                      "depthwise layer may share the array in one pass")
+
+
+class TiledEngine(_Strict):
+    """A layer-sequential FPGA engine: a Tm x Tn MAC array for (grouped) convolutions and GEMMs,
+    a depthwise unit of ``td`` channels with the whole K x K window unrolled."""
+
+    tm: int = Field(gt=0, description="output channels computed in parallel")
+    tn: int = Field(gt=0, description="input channels computed in parallel")
+    td: int = Field(gt=0, description="depthwise channels computed in parallel")
+    max_window: int = Field(default=7, gt=0, description="largest K the depthwise window unrolls; larger K take more passes")
+    dram_bytes_per_cycle: float = Field(gt=0)
+    layer_overhead_cycles: float = Field(default=0.0, ge=0)
+    word_bits: int = Field(default=16, gt=0)
+
+
 class Target(_Strict):
     """A device or an accelerator template, loaded from one TOML file."""
 
@@ -141,6 +224,10 @@ class Target(_Strict):
     calibration: Calibration | None = None
     cost_model: str | None = Field(default=None, description="the cost model `auto` picks for this target "
                                    "(a registered name); default: systolic for templates, else roofline")
+    runtime: Runtime | None = Field(default=None, description="the device runtime's kernels (cost model runtime)")
+    row_stationary: RowStationary | None = Field(default=None, description="a row-stationary array (cost model row-stationary)")
+    tiled: TiledEngine | None = Field(default=None, description="a loop-tiled FPGA engine (cost model tiled)")
+    validation: Validation | None = Field(default=None, description="the data the target was checked on and its error there")
 
     @field_validator("peak_gmacs")
     @classmethod

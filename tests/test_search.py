@@ -175,3 +175,33 @@ def test_bad_configs(make_config, tmp_path):
     p = tmp_path / "bad_bits.toml"
     p.write_text(bad_bits)
     _one_line(run_cli("search", str(p), "--out", str(tmp_path / "o6")), "quantization.bits", "3")
+
+
+def test_summary_reports_predictor_and_hardware_tradeoffs(finished_run):
+    out, _ = finished_run
+    data = json.loads((out / "pareto.json").read_text())
+    joint = data["summary"]["strategies"]["joint"]
+    assert joint["hardware_tradeoff_points"] > 0       # exact best accelerators for the measured networks
+    norm = data["summary"]["hypervolume_normalisation"]
+    assert norm["reference_point"] == 1.1 and set(norm["per_objective"]) == {"accuracy", "latency_ms", "energy_mj",
+                                                                             "area_mm2"}
+    assert all(m["accuracy_kind"] == "measured" for m in data["front"])
+    html = (out / "report.html").read_text()
+    assert "Hypervolume: objectives minimised" in html
+
+
+def test_two_stage_fidelity_and_random_floor(make_config, tmp_path):
+    """Low-fidelity trials cost a fraction of the budget and never reach a front; the random floor runs."""
+    cfg = make_config("fidelity", trials=8, extra="\n[search]\nfidelity = \"two-stage\"\ninitial = 6\n")
+    out = tmp_path / "two-stage"
+    run_cli("search", str(cfg), "--out", str(out), "--strategy", "joint", check_rc=0)
+    with sqlite3.connect(out / "study.db") as c:
+        costs = [json.loads(v) for (v,) in c.execute(
+            "select a.value_json from trial_user_attributes a join trials t using(trial_id) "
+            "where a.key = 'cost' and t.state = 'COMPLETE'")]
+    assert 8 <= sum(costs) < 9 and all(0 < x <= 1 for x in costs)
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    assert front and all(m.get("fidelity", "full") == "full" for m in front)
+    floor = tmp_path / "random"
+    run_cli("search", str(make_config("floor", trials=4)), "--out", str(floor), "--strategy", "random", check_rc=0)
+    assert json.loads((floor / "pareto.json").read_text())["summary"]["strategies"]["random"]["trials"] == 4

@@ -1,11 +1,14 @@
 """Targets are data validated by a schema; bad files name the file and the field."""
 
+import re
+
 import pytest
 
 from hwmodels.errors import CodesignError
 from hwmodels.targets import list_targets, load_target
 
-REQUIRED = {"host", "raspberry-pi-4", "jetson-orin-nano", "stm32h7", "eyeriss", "systolic"}
+REQUIRED = {"host", "raspberry-pi-4", "jetson-orin-nano", "stm32h7", "eyeriss", "systolic",
+            "pixel3", "fpga-zc706", "xeon-gold-6226"}
 
 
 def test_bundled_targets_load_and_cite_sources():
@@ -56,7 +59,7 @@ def test_missing_field_names_file_and_field(tmp_path):
 
 
 def test_nested_field_and_unknown_field(tmp_path):
-    text = list_targets()["host"].read_text().replace("bandwidth_gbs = 268.8", "bandwidth_gbs = -1")
+    text = re.sub(r"bandwidth_gbs = [0-9.]+", "bandwidth_gbs = -1", list_targets()["host"].read_text(), count=1)
     with pytest.raises(CodesignError, match=r"field 'memory\.0\.bandwidth_gbs'"):
         load_target(str(_write(tmp_path, text)))
     text = "turbo = true\n" + list_targets()["host"].read_text()

@@ -45,6 +45,12 @@ def analyze(
         raise CodesignError(f"--cost-model systolic needs a template target with a [systolic] table; {tgt.name!r} has none")
     result = get_cost_model(name).estimate(workload, tgt, assignment)
     payload = result.to_json()
+    stated = tgt.validation.stated_error(name) if tgt.validation is not None else ""
+    if tgt.validation is not None:
+        payload["validation"] = {"median_error_pct": tgt.validation.median_error_pct,
+                                 "p90_error_pct": tgt.validation.p90_error_pct, "spearman": tgt.validation.spearman,
+                                 "networks": tgt.validation.networks, "cost_model": tgt.validation.cost_model,
+                                 "data": tgt.validation.data}
     if measure:
         payload["measured_latency_ms"] = _measure(model, workload, bool(shapes))
     if plot is not None:
@@ -53,7 +59,7 @@ def analyze(
         plot_roofline(result, tgt, plot)
     if emit_json(payload, json_out):
         return
-    _print(result, payload, top)
+    _print(result, payload, top, stated)
 
 
 def _measure(model: Path, workload, reshaped: bool) -> float:
@@ -71,7 +77,7 @@ def _measure(model: Path, workload, reshaped: bool) -> float:
     return us / 1e3
 
 
-def _print(result: NetworkCost, payload: dict, top: int) -> None:
+def _print(result: NetworkCost, payload: dict, top: int, stated: str = "") -> None:
     console = Console()
     layers = sorted(result.layers, key=lambda l: -l.latency_s)
     shown = layers if top <= 0 else layers[:top]
@@ -87,6 +93,8 @@ def _print(result: NetworkCost, payload: dict, top: int) -> None:
     console.print(f"latency [bold]{result.latency_s * 1e3:.3f} ms[/]   energy [bold]{_mj(result.energy_j, 4)} mJ[/]   "
                   f"MACs {result.macs / 1e9:.4f} G   params {result.params / 1e6:.3f} M   "
                   f"peak memory {result.peak_memory_bytes / 2**20:.2f} MiB")
+    if stated:
+        console.print(f"  ({stated})")
     if "measured_latency_ms" in payload:
         m = payload["measured_latency_ms"]
         console.print(f"measured (onnxruntime) {m:.3f} ms   predicted/measured {result.latency_s * 1e3 / m:.2f}x")

@@ -57,7 +57,8 @@ class OptLevel(str, Enum):
 class Strategy(str, Enum):
     joint = "joint"
     sequential = "sequential"
-    both = "both"
+    both = "both"          # joint and sequential side by side, the same budget each
+    random = "random"      # the floor: random candidates of the joint space
 
 
 def emit_json(payload: Any, dest: str | None, what: str = "--json") -> bool:

@@ -76,7 +76,8 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     from codesign.report.html import write_report
     from codesign.search.artifacts import write_design, write_fronts
     from codesign.search.problem import Problem
-    from codesign.search.runner import Runner, front, pick
+    from codesign.search.rows import front, pick
+    from codesign.search.runner import Runner
 
     with console.status("preparing: data, supernet (trained once, then reused), target"):
         problem = Problem(cfg, out, log=lambda m: console.print(f"  {m}"))
@@ -96,16 +97,24 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     rows = {}
     with progress:
         for s in strategies:
-            rows[s] = runner.joint() if s == "joint" else runner.sequential()
+            rows[s] = {"joint": runner.joint, "sequential": runner.sequential, "random": runner.random}[s]()
     if not any(rows.values()):
         raise CodesignError("the budget ran out before any trial finished; raise budget.minutes")
     fronts = {s: front(r, cfg.objectives) for s, r in rows.items()}
     if not any(fronts.values()):
         raise CodesignError("no trial met the constraints; relax them (see the trials in study.db)")
     with console.status("measuring test accuracy of the front members"):
-        test_acc = {(s, r.number, r.phase): problem.evaluation.evaluate(r.candidate, part="test")["accuracy"]
-                    for s, f in fronts.items() for r in f}
-    summary = write_fronts(out, rows, cfg.objectives, test_acc)
+        test_acc = {}
+        for f in fronts.values():
+            for r in f:
+                if problem.key(r.candidate) not in test_acc:
+                    test_acc[problem.key(r.candidate)] = problem.evaluation.evaluate(r.candidate, part="test")["accuracy"]
+    logs = {s: log.summary() for s, log in runner.logs.items()}
+    logs = {s: logs.get(s) or _phase_logs(logs, s) for s in rows}
+    from codesign.search.compare import compare
+
+    summary = write_fronts(out, rows, cfg.objectives, test_acc, problem.key, logs,
+                           comparison=compare(problem, fronts, cfg.objectives))
     main = "joint" if fronts.get("joint") else next(s for s in fronts if fronts[s])
     if pick_index is not None and not 0 <= pick_index < len(fronts[main]):
         raise CodesignError(f"--pick {pick_index}: the {main} front has {len(fronts[main])} members (0..{len(fronts[main]) - 1})")
@@ -117,6 +126,11 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     _print(console, summary, design, out)
 
 
+def _phase_logs(logs: dict, strategy: str) -> dict:
+    """The sequential strategy's surrogate logs are per phase ("sequential: arch", ...)."""
+    return {label.split(": ", 1)[1]: v for label, v in logs.items() if label.startswith(f"{strategy}: ") and v}
+
+
 def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
     table = Table(title="fronts")
     for c in ("strategy", "trials", "feasible", "front", "hypervolume"):
@@ -124,6 +138,13 @@ def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
     for s, v in summary["strategies"].items():
         table.add_row(s, str(v["trials"]), str(v["feasible"]), str(v["front_size"]), f"{v['hypervolume']:.4f}")
     console.print(table)
+    for s, v in summary["strategies"].items():
+        logs = v.get("surrogate") or {}
+        for label, log in ([(s, logs)] if "rounds" in logs else [(f"{s}: {p}", l) for p, l in logs.items()]):
+            p = log["predictor"]
+            console.print(f"{label}: surrogate scored {log['candidates_scored']:,} candidates in {log['rounds']} rounds "
+                          f"({log['candidates_per_second']:,.0f}/s); accuracy predictor (estimate) out-of-fold on "
+                          f"{p['samples']} measured trials: Spearman {p['oof_spearman']:.3f}, MAE {p['oof_mae_points']:.2f} points")
     if "joint_dominates_sequential" in summary:
         console.print(f"joint front dominates sequential front: {summary['joint_dominates_sequential']}")
     m = design["metrics"]

@@ -16,14 +16,19 @@ def targets(as_json: Annotated[bool, typer.Option("--json", help="print JSON ins
     rows = []
     for name, (path, origin) in target_origins().items():
         t = load_target(path)
+        v = t.validation
         rows.append({"name": name, "kind": t.kind, "description": t.description, "precisions": t.precisions,
-                     "path": str(path), "origin": origin})
+                     "path": str(path), "origin": origin, "cost_model": t.cost_model or "auto",
+                     "validation": v.model_dump() if v is not None else None})
     if as_json:
         emit_json(rows, "-")
         return
     table = Table(title="codesign targets")
-    for col in ("name", "kind", "precisions", "origin", "description"):
+    for col in ("name", "kind", "model", "validated on", "Spearman", "median / p90 err", "origin", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["kind"], ",".join(r["precisions"]), r["origin"], r["description"])
+        v = r["validation"]
+        checked = (f"{v['networks']} held-out nets ({v['date']})", f"{v['spearman']:.3f}",
+                   f"{v['median_error_pct']:.1f}% / {v['p90_error_pct']:.1f}%") if v else ("not validated", "-", "-")
+        table.add_row(r["name"], r["kind"], r["cost_model"], *checked, r["origin"], r["description"])
     Console().print(table)

@@ -10,34 +10,49 @@ import tomli_w
 import torch
 
 from codesign.files import write_text
-from codesign.search.pareto import dominates_all, hypervolume, normalizer
+from codesign.search.config import MAXIMIZE
+from codesign.search.pareto import REFERENCE, dominates_all, hypervolume, normalizer
 from codesign.search.problem import Problem
-from codesign.search.runner import Row, front
+from codesign.search.rows import Row, front
 
 
 def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: list[str],
-                 test_accuracy: dict[tuple[str, int, str], float]) -> dict:
+                 test_accuracy: dict[str, float], key, logs: dict[str, dict] | None = None,
+                 comparison: dict | None = None) -> dict:
     """pareto.csv / pareto.json: every front member with its candidate and measured metrics;
-    hypervolume of each strategy's front on one shared normalisation."""
+    hypervolume of each strategy's front on one shared normalisation (reference point and
+    normalisation stated in the summary); the surrogate's predictor quality and throughput.
+
+    ``test_accuracy`` is keyed by ``key(candidate)`` (the network and its bits)."""
     fronts = {s: front(rows, objectives) for s, rows in rows_by_strategy.items()}
-    every = [r.metrics for rows in rows_by_strategy.values() for r in rows if r.feasible]
+    every = [r.metrics for rows in rows_by_strategy.values() for r in rows if r.feasible and r.fidelity == "full"]
     norm = normalizer(every, objectives) if every else None
-    summary = {"objectives": objectives, "strategies": {}}
+    summary = {"objectives": objectives, "strategies": {},
+               "hypervolume_normalisation": {"reference_point": REFERENCE, "per_objective": {
+                   o: {"min": _unscale(o, lo), "max": _unscale(o, hi)} for o, lo, hi in zip(objectives, *norm[:2])}
+                   if norm else {},
+                   "note": "objectives minimised (accuracy as 1 - accuracy, linear; costs as logarithms), each "
+                           "scaled to [0, 1] between min and max over every feasible point of the strategies compared"}}
     for s, f in fronts.items():
+        measured = [r for r in rows_by_strategy[s] if not r.derived]
         summary["strategies"][s] = {
-            "trials": len(rows_by_strategy[s]),
-            "feasible": sum(r.feasible for r in rows_by_strategy[s]),
+            "trials": len(measured),
+            "feasible": sum(r.feasible for r in measured),
+            "hardware_tradeoff_points": sum(r.derived for r in rows_by_strategy[s]),
             "front_size": len(f),
             "hypervolume": hypervolume([r.metrics for r in f], objectives, norm) if norm is not None else 0.0,
+            **({"surrogate": logs[s]} if logs and logs.get(s) else {}),
         }
     if "joint" in fronts and "sequential" in fronts:
         summary["joint_dominates_sequential"] = dominates_all([r.metrics for r in fronts["joint"]],
                                                               [r.metrics for r in fronts["sequential"]], objectives)
+    if comparison:
+        summary["joint_vs_sequential"] = comparison
     members = []
     for s, f in fronts.items():
         for r in f:
-            members.append({"strategy": s, "phase": r.phase, "trial": r.number,
-                            "test_accuracy": test_accuracy.get((s, r.number, r.phase)),
+            members.append({"strategy": s, "phase": r.phase, "trial": r.number, "hardware_tradeoff": r.derived,
+                            "accuracy_kind": "measured", "test_accuracy": test_accuracy.get(key(r.candidate)),
                             **r.metrics, **r.candidate.to_json()})
     write_text(out / "pareto.json", json.dumps({"summary": summary, "front": members}, indent=2, default=float), "--out")
     keys = ["strategy", "phase", "trial", *objectives, "test_accuracy",
@@ -51,6 +66,13 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
                     for k in keys})
     write_text(out / "pareto.csv", table.getvalue(), "--out")
     return summary
+
+
+def _unscale(objective: str, v: float) -> float:
+    """A normalisation bound back in the objective's own units (error -> accuracy, log -> value)."""
+    import math
+
+    return float(1.0 - v) if objective in MAXIMIZE else float(math.exp(v))
 
 
 def write_design(out: Path, problem: Problem, chosen: Row) -> dict:

@@ -45,7 +45,34 @@ class TargetSection(_Strict):
 
 class QuantSection(_Strict):
     bits: list[int] = Field(default_factory=lambda: [4, 8, 16])
-    per_layer: bool = True
+    per_layer: bool = True          # bits may differ between layers (false: one width for the network)
+    # how layers share bit choices when per_layer: "sensitivity" groups layers by measured 2-bit
+    # sensitivity (HAWQ-style), "stage" per stage, "layer" every layer its own
+    granularity: Literal["stage", "sensitivity", "layer"] = "sensitivity"
+    groups: int = Field(default=4, ge=1, description="bit groups for granularity = 'sensitivity'")
+
+
+class SearchSection(_Strict):
+    """How the strategies use their measured-evaluation budget (``budget.trials``)."""
+
+    # surrogate: fit an accuracy predictor on the measured trials, search predictor x cost models
+    # widely (pymoo NSGA-II), measure the predicted front, repeat; direct: the optuna sampler
+    # (``algorithm``) proposes every measured trial itself
+    method: Literal["surrogate", "direct"] = "surrogate"
+    initial: int = Field(default=0, ge=0, description="random measured trials before the first round (0: auto)")
+    batch: int = Field(default=4, ge=1, description="candidates measured per round")
+    population: int = Field(default=64, ge=8)
+    generations: int = Field(default=30, ge=1)
+    exploration: float = Field(default=1.0, ge=0, description="UCB weight on the predictor's ensemble spread")
+    ensemble: int = Field(default=5, ge=1)
+    # two-stage: measure each trial on every 3rd validation image first and on the rest only when
+    # the candidate could still reach the measured front (a low-fidelity trial costs a third)
+    fidelity: Literal["full", "two-stage"] = "full"
+    low_fidelity_every: int = Field(default=3, ge=2)
+    arch_pool: int = Field(default=96, ge=2, description="architectures the surrogate varies bits and hardware over "
+                           "in one round (the measured front's, their mutations, random ones)")
+    hw_tradeoffs: int = Field(default=3, ge=1, description="divisions of the latency/energy/area simplex: the "
+                              "hardware trade-off points added to the front for each measured network")
 
 
 class Constraints(_Strict):
@@ -58,7 +85,7 @@ class Constraints(_Strict):
 
 
 class Budget(_Strict):
-    trials: int = Field(default=40, ge=2)
+    trials: int = Field(default=40, ge=2, description="measured accuracy evaluations per strategy")
     minutes: float = Field(default=10.0, gt=0)
 
 
@@ -74,6 +101,7 @@ class SearchConfig(_Strict):
         Field(default_factory=lambda: ["accuracy", "latency_ms", "energy_mj"])
     constraints: Constraints = Constraints()
     budget: Budget = Budget()
+    search: SearchSection = SearchSection()
 
     @model_validator(mode="after")
     def _checks(self):

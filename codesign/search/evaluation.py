@@ -113,33 +113,52 @@ class Evaluation:
         return None
 
     # ----- measurement ---------------------------------------------------------------------------
-    def evaluate(self, cand: Candidate, part: str = "val") -> dict[str, float]:
-        """Measured accuracy and modelled cost of one candidate."""
+    def evaluate(self, cand: Candidate, part: str = "val", every: int = 1) -> dict[str, float]:
+        """Measured accuracy and modelled cost of one candidate.
+
+        ``every > 1`` measures accuracy on every ``every``-th image of the split only (the low
+        fidelity of a two-stage evaluation); ``accuracy_images`` says how many were used."""
         if "weights" in cand.hw:
             self.resolve_hw(cand)
         if self.hw_invalid(cand.hw, cand.widest_bits) is not None:   # not measured: the hardware cannot run it
             return dict(INVALID)
-        torch.manual_seed(_seed_of(cand))          # fake-quant calibration samples: deterministic
         module = self.module(cand.arch)
         bit_map = self.bit_map(cand, module)
-        if self.subnets is not None:
-            acc = self.subnets.accuracy(cand.arch, bit_map, part=part)
-        else:
-            from codesign.quant import evaluate_accuracy
-
-            split = {"val": self.splits.val, "test": self.splits.test}[part]
-            calib = self.splits.train.x[:256] if part == "val" else self.splits.val.x[:256]
-            acc = evaluate_accuracy(module, split, bit_map, calib)
+        acc, n = self.accuracy(cand, part, every)
         wl, assignment = self.assignment(cand, bit_map)
         cost = self._cost(wl, assignment, cand.hw)
         energy_mj = cost.energy_j * 1e3 if cost.energy_j is not None else 0.0   # None only when not asked for
         metrics = {"accuracy": float(acc), "latency_ms": cost.latency_s * 1e3, "energy_mj": energy_mj,
                    "size_kb": sum(l.weight_bytes for l in cost.layers) / 1024,
-                   "macs": float(wl.macs), "params": float(wl.params)}
+                   "macs": float(wl.macs), "params": float(wl.params), "accuracy_images": float(n)}
         if self.is_template:
             metrics["area_mm2"] = float(cost.area_mm2 if cost.area_mm2 is not None else 0.0)
             metrics["sram_kb"] = float(sum(cand.hw[k] for k in SRAMS))
         return metrics
+
+    def accuracy(self, cand: Candidate, part: str = "val", every: int = 1, rest: bool = False) -> tuple[float, int]:
+        """Measured accuracy of the candidate's network at its bits on ``part`` (every ``every``-th
+        image, or with ``rest`` the other images), and the number of images; deterministic for a
+        candidate, and per image independent of which others are measured."""
+        from codesign.data import Split
+
+        torch.manual_seed(_seed_of(cand))          # fake-quant calibration samples: deterministic
+        module = self.module(cand.arch)
+        bit_map = self.bit_map(cand, module)
+        full = {"val": self.splits.val, "test": self.splits.test}[part]
+        if every <= 1:
+            split = full
+        else:
+            keep = (torch.arange(len(full)) % every == 0) != rest
+            split = Split(full.x[keep], full.y[keep])
+        if self.subnets is not None:
+            acc = self.subnets.accuracy(cand.arch, bit_map, part=part, split=split)
+        else:
+            from codesign.quant import evaluate_accuracy
+
+            calib = self.splits.train.x[:256] if part == "val" else self.splits.val.x[:256]
+            acc = evaluate_accuracy(module, split, bit_map, calib)
+        return float(acc), len(split)
 
     def cost(self, cand: Candidate):
         """The full per-layer cost of a candidate (for reports)."""

@@ -3,55 +3,63 @@
 The systolic model scores every configuration of the ranges for a whole network in one
 vectorised call, so a search need not sample the accelerator blindly: for each candidate
 network and bit map it takes the configuration that minimises a weighted sum of log latency,
-log energy and log area (the weights are what the trial samples, so different trials reach
+log energy and log area (the weights are what a trial samples, so different trials reach
 different parts of the hardware trade-off).  Configurations over the SRAM budget, or whose
 SRAMs cannot hold one fold of the array, are never chosen.
+
+Per-layer results are cached by the layer's shape and word width, not by network: the
+networks of one search space share most of their layer shapes, so a surrogate search that
+scores thousands of networks simulates each distinct layer once.
 """
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 
 import numpy as np
 
-from hwmodels.errors import CodesignError
-from hwmodels.workload import Workload
 from hwmodels.bits import BitAssignment, word_bits
-from hwmodels.systolic import ArrayConfigs, layers_from_workload, simulate
+from hwmodels.errors import CodesignError
+from hwmodels.systolic import ArrayConfigs, SystolicLayers, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
+from hwmodels.workload import Workload
 
 FIELDS = ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dataflow", "dram_bandwidth_words")
+_ROW_FIELDS = ("ifmap_h", "ifmap_w", "filt_h", "filt_w", "channels", "num_filters", "stride_h", "stride_w", "batch", "repeat")
 
 
 class HardwareGrid:
-    """All configurations of the ranges that meet the SRAM budget (built once per search)."""
+    """All configurations of the ranges that meet the SRAM budget (built once per search), and a
+    cache of every layer shape's cycles and energy on all of them at each word width."""
 
-    def __init__(self, ranges: dict[str, list], max_sram_kb: float | None):
+    def __init__(self, ranges: dict[str, list], max_sram_kb: float | None, cache_mb: float = 400.0):
         combos = [c for c in itertools.product(*(ranges[f] for f in FIELDS))
                   if max_sram_kb is None or c[2] + c[3] + c[4] <= max_sram_kb]
         if not combos:
             raise CodesignError("no accelerator configuration in the ranges meets constraints.max_sram_kb")
         self.values = {f: np.array([c[i] for c in combos]) for i, f in enumerate(FIELDS)}
-        self._sims: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}   # (network, width) -> per-layer arrays
-
-    def per_layer(self, workload: Workload, layers, word_bits: int, target) -> tuple[np.ndarray, np.ndarray]:
-        """Cycles and energy (pJ) of every layer on every config at one word width, cached:
-        trials revisit networks with other bit maps and trade-offs."""
-        key = (workload.name, word_bits)
-        if key not in self._sims:
-            if len(self._sims) >= 24:
-                self._sims.pop(next(iter(self._sims)))
-            res = simulate(layers, self.configs(word_bits))
-            self._sims[key] = (res.total_cycles.astype(float), energy_pj(res, target))
-        return self._sims[key]
+        self._layers: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._max_entries = max(64, int(cache_mb * 2**20 / (len(combos) * 16)))   # two float64 arrays each
+        self._area: dict[int, np.ndarray] = {}
+        self._fits: dict[int, np.ndarray] = {}
+        self._configs: dict[int, ArrayConfigs] = {}
 
     def __len__(self) -> int:
         return len(self.values["rows"])
 
     def configs(self, word_bits: int) -> ArrayConfigs:
-        v = self.values
-        bw = v["dram_bandwidth_words"].astype(np.int64)
-        return ArrayConfigs(v["rows"], v["cols"], v["ifmap_sram_kb"], v["filter_sram_kb"], v["ofmap_sram_kb"],
-                            v["dataflow"], bw, bw, bw, True, word_bits)
+        if word_bits not in self._configs:
+            v = self.values
+            bw = v["dram_bandwidth_words"].astype(np.int64)
+            self._configs[word_bits] = ArrayConfigs(v["rows"], v["cols"], v["ifmap_sram_kb"], v["filter_sram_kb"],
+                                                    v["ofmap_sram_kb"], v["dataflow"], bw, bw, bw, True, word_bits)
+        return self._configs[word_bits]
+
+    def index(self, hw: dict) -> int | None:
+        """Position of an explicit config in the grid (None if the ranges or SRAM budget exclude it)."""
+        if not hasattr(self, "_index"):
+            self._index = {tuple(self.config(i)[f] for f in FIELDS): i for i in range(len(self))}
+        return self._index.get(tuple(hw.get(f) for f in FIELDS))
 
     def config(self, i: int) -> dict:
         out = {}
@@ -60,26 +68,74 @@ class HardwareGrid:
             out[f] = x.item() if hasattr(x, "item") else x
         return out
 
+    def area(self, word_bits: int, target) -> np.ndarray:
+        if word_bits not in self._area:
+            self._area[word_bits] = area_mm2(self.configs(word_bits), target)
+        return self._area[word_bits]
+
+    def fits(self, word_bits: int) -> np.ndarray:
+        """Configs whose SRAMs hold one fold of the array at this word width."""
+        if word_bits not in self._fits:
+            self._fits[word_bits] = self.configs(word_bits).fold_fits()
+        return self._fits[word_bits]
+
+    def layer_costs(self, layers: SystolicLayers, word_bits: list[int], target) -> tuple[np.ndarray, np.ndarray]:
+        """Cycles and energy (pJ) of each layer on every config, [n_layers, n_configs]; each
+        distinct (shape, width) is simulated once, new ones in one vectorised call per width."""
+        if getattr(layers, "_row_keys", None) is None:       # the same layers are scored many times
+            layers._row_keys = [_row(layers, j) for j in range(len(layers))]
+        keys = [(row, int(wb)) for row, wb in zip(layers._row_keys, word_bits)]
+        missing: dict[int, dict[tuple, int]] = {}
+        for j, key in enumerate(keys):
+            if key not in self._layers:
+                missing.setdefault(key[1], {}).setdefault(key[0], j)
+        for wb, rows in missing.items():
+            rows = list(rows)
+            for start in range(0, len(rows), 8):      # small chunks: the temporaries stay in cache
+                chunk = rows[start:start + 8]
+                res = simulate(SystolicLayers.from_rows([(f"l{i}", *row) for i, row in enumerate(chunk)]),
+                               self.configs(wb))
+                energy = energy_pj(res, target)
+                for i, row in enumerate(chunk):
+                    self._layers[(row, wb)] = (res.total_cycles[:, i].astype(np.float64), energy[:, i])
+        for key in keys:
+            self._layers.move_to_end(key)
+        out = [self._layers[k] for k in keys]
+        while len(self._layers) > self._max_entries:
+            self._layers.popitem(last=False)
+        return np.stack([c for c, _ in out]), np.stack([e for _, e in out])
+
+    def network_metrics(self, workload: Workload, bits: BitAssignment, target, clock_mhz: float) -> dict[str, np.ndarray]:
+        """Latency (ms), energy (mJ) and area (mm^2) of the network on every config, plus ``ok``:
+        the configs that can run it (SRAMs hold one fold at its widest word)."""
+        layers = layers_from_workload(workload)
+        return self.layers_metrics(layers, [word_bits(bits.for_layer(n)) for n in layers.names], target, clock_mhz)
+
+    def layers_metrics(self, layers: SystolicLayers, widths: list[int], target, clock_mhz: float) -> dict[str, np.ndarray]:
+        """``network_metrics`` for array layers already extracted, at one word width per layer."""
+        cycles, energy = self.layer_costs(layers, widths, target)
+        widest = max(widths)
+        latency_ms = cycles.sum(axis=0) / (clock_mhz * 1e3)
+        # as the systolic cost model reports it: dynamic energy plus static power x latency
+        energy_mj = energy.sum(axis=0) * 1e-9 + target.energy.static_power_w * latency_ms
+        return {"latency_ms": latency_ms, "energy_mj": energy_mj,
+                "area_mm2": self.area(widest, target), "ok": self.fits(widest)}
+
+
+def _row(layers: SystolicLayers, j: int) -> tuple:
+    return tuple(int(getattr(layers, f)[j]) for f in _ROW_FIELDS)
+
+
+def choose(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> int:
+    """Index of the config minimising sum_k weights[k] * log(metric_k) among those that can run."""
+    score = sum(w * np.log(np.maximum(metrics[k], 1e-12)) for k, w in weights.items() if k in metrics)
+    score = np.where(metrics["ok"], score, np.inf)
+    if not np.isfinite(score).any():
+        raise CodesignError("no accelerator configuration in the ranges can hold one fold of this network's array")
+    return int(np.argmin(score))
+
 
 def best_config(grid: HardwareGrid, workload: Workload, bits: BitAssignment, target, clock_mhz: float,
                 weights: dict[str, float]) -> dict:
     """The config minimising sum_k weights[k] * log(metric_k) over latency, energy and area."""
-    layers = layers_from_workload(workload)
-    word = {l.name: word_bits(bits.for_layer(l.name)) for l in workload.layers()}
-    widths = sorted({word[n] for n in layers.names}) or [8]
-    widest = max(widths)
-    ok = grid.configs(widest).fold_fits()
-    cycles = np.zeros(len(grid))
-    energy = np.zeros(len(grid))
-    for wb in widths:
-        layer_cycles, layer_energy = grid.per_layer(workload, layers, wb, target)
-        mask = np.array([word[n] == wb for n in layers.names])
-        cycles += layer_cycles[:, mask].sum(axis=1)
-        energy += layer_energy[:, mask].sum(axis=1)
-    metrics = {"latency_ms": cycles / (clock_mhz * 1e3), "energy_mj": energy * 1e-9,
-               "area_mm2": area_mm2(grid.configs(widest), target)}
-    score = sum(w * np.log(np.maximum(metrics[k], 1e-12)) for k, w in weights.items() if k in metrics)
-    score = np.where(ok, score, np.inf)
-    if not np.isfinite(score).any():
-        raise CodesignError("no accelerator configuration in the ranges can hold one fold of this network's array")
-    return grid.config(int(np.argmin(score)))
+    return grid.config(choose(grid.network_metrics(workload, bits, target, clock_mhz), weights))

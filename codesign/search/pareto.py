@@ -1,9 +1,19 @@
-"""Pareto fronts, hypervolume (pymoo) and the knee point, on objective dicts."""
+"""Pareto fronts, hypervolume (pymoo) and the knee point, on objective dicts.
+
+Hypervolume is computed on a scale where every objective is minimised and improvements count
+relatively: accuracy as error (1 - accuracy), linear; latency, energy, area and size as logs,
+because they span decades across a front (a design at 0.003 ms and one at 1.3 ms sit on one
+front) and on a linear scale every fast design would crowd into the first percent of the axis.
+Each is then scaled to [0, 1] over every point compared, reference point 1.1.  ``linear=True``
+gives the plain linear scale as well (benchmarks report both).
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from codesign.search.config import MAXIMIZE
+
+REFERENCE = 1.1
 
 
 def as_minimization(rows: list[dict], objectives: list[str]) -> np.ndarray:
@@ -28,22 +38,32 @@ def front_indices(rows: list[dict], objectives: list[str]) -> list[int]:
     return out
 
 
-def normalizer(all_rows: list[dict], objectives: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def hv_scale(rows: list[dict], objectives: list[str], linear: bool = False) -> np.ndarray:
+    """Objectives on the hypervolume's scale: error linear, costs as logs (or all linear)."""
+    f = as_minimization(rows, objectives)
+    if not linear:
+        for j, o in enumerate(objectives):
+            if o not in MAXIMIZE:
+                f[:, j] = np.log(np.maximum(f[:, j], 1e-12))
+    return f
+
+
+def normalizer(all_rows: list[dict], objectives: list[str], linear: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per-objective (low, high) over everything compared, so fronts share one scale."""
-    f = as_minimization(all_rows, objectives)
+    f = hv_scale(all_rows, objectives, linear)
     lo, hi = f.min(axis=0), f.max(axis=0)
-    return lo, np.where(hi > lo, hi, lo + 1.0)
+    return lo, np.where(hi > lo, hi, lo + 1.0), linear
 
 
-def hypervolume(rows: list[dict], objectives: list[str], norm: tuple[np.ndarray, np.ndarray]) -> float:
+def hypervolume(rows: list[dict], objectives: list[str], norm: tuple) -> float:
     """Hypervolume of ``rows`` in the normalised space, reference point 1.1 in every objective."""
     if not rows:
         return 0.0
     from pymoo.indicators.hv import HV
 
-    lo, hi = norm
-    f = (as_minimization(rows, objectives) - lo) / (hi - lo)
-    return float(HV(ref_point=np.full(len(objectives), 1.1))(f))
+    lo, hi, linear = norm
+    f = (hv_scale(rows, objectives, linear) - lo) / (hi - lo)
+    return float(HV(ref_point=np.full(len(objectives), REFERENCE))(f))
 
 
 def knee(rows: list[dict], objectives: list[str]) -> int:

@@ -39,19 +39,50 @@ class Problem:
         self.hw_ranges = hardware_ranges(cfg, self.target)
         check_constraints(cfg, self.target, self.hw_ranges)
         hw_grid = None
-        if self.hw_ranges and cfg.target.hardware == "nested":
+        if self.hw_ranges and cost_model == "systolic":
             from codesign.search.hw_opt import HardwareGrid
 
             hw_grid = HardwareGrid(self.hw_ranges, cfg.constraints.max_sram_kb)
+        nested = hw_grid is not None and cfg.target.hardware == "nested"
         self.checkpoint = None
         self.evaluation = Evaluation(cfg, self.space, self.splits, self.target, cost_model,
-                                     self._train_supernet(out_dir), hw_grid)
+                                     self._train_supernet(out_dir), hw_grid if nested else None)
+        self.hw_grid = hw_grid
         self.bit_slots = self._bit_slots()
-        self.encoding = Encoding(cfg, self.space, self.bit_slots, self.hw_ranges, hw_grid is not None,
+        self.sensitivity = None
+        granularity = cfg.quantization.granularity if cfg.quantization.per_layer else "network"
+        if granularity == "sensitivity" or cfg.search.method == "surrogate":   # groups and predictor features
+            from codesign.search.bitgroups import measure_sensitivity
+
+            self.sensitivity = measure_sensitivity(self.evaluation.module(self.space.largest()), self.splits,
+                                                   self.bit_slots)
+            self.log(f"layer sensitivity measured ({self.sensitivity.evaluations} accuracy evaluations, shared "
+                     f"by every strategy)")
+        from codesign.search.bitgroups import group_slots
+
+        self.groups = group_slots(self.bit_slots, granularity, cfg.quantization.groups, self.sensitivity)
+        self.encoding = Encoding(cfg, self.space, self.groups, self.hw_ranges, nested,
                                  default_hw(self.target, self.hw_ranges, cfg.constraints.max_sram_kb))
+        from codesign.search.fastcost import FastCost
+
+        self.fastcost = FastCost(self.evaluation, hw_grid)
 
     def violations(self, metrics: dict[str, float]) -> list[float]:
         return violations(metrics, self.cfg.constraints)
+
+    def predictor(self, seed: int):
+        """A fresh accuracy predictor over this problem's features (fitted by the strategies)."""
+        from codesign.search.predictor import AccuracyPredictor, Features
+
+        features = Features(self.space, self.groups, self.sensitivity, self.fastcost.features)
+        return AccuracyPredictor(features, members=self.cfg.search.ensemble, seed=seed)
+
+    def key(self, cand: Candidate) -> str:
+        """What determines a measured accuracy: the network and its bits (not the hardware)."""
+        import json
+
+        return json.dumps([self.space.key(self.space.validate(cand.arch)),
+                           [cand.bits.get(s) for s in self.bit_slots]], default=str)
 
     def _train_supernet(self, out_dir: Path):
         """The supernet's sub-network evaluator (trained once, then reused), or None for spaces without one."""

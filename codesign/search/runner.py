@@ -1,16 +1,30 @@
-"""Joint and sequential search strategies on optuna studies persisted in SQLite.
+"""The strategies, each on optuna studies persisted in SQLite, on one budget of measured trials.
 
-Joint: one study over (architecture, per-layer bits, accelerator) together.
-Sequential baseline (same trial budget): architecture first (bits and hardware at their
-defaults), then bits for the chosen architecture, then hardware for both; each phase keeps
-its knee point.  Every evaluated trial of either strategy is stored with its candidate and
-measured metrics, so an interrupted search resumes without losing any; a trial that was
-running when the process died is re-run with the same parameters.
+- joint: architecture x bit groups x accelerator together;
+- sequential (the baseline): architecture first (bits and hardware at their defaults), then
+  bits for the chosen architecture, then hardware for both; each phase keeps its knee point;
+- random: the floor, random candidates of the joint space.
+
+With ``search.method = "surrogate"`` (default) the joint strategy and every sequential phase
+spend their measured trials the same way (APQ-style active learning): a few random trials,
+then rounds of fitting the accuracy predictor on the study's own trials, searching predictor
+x cost models widely (``surrogate.propose``) and measuring the proposed batch.  The only
+difference between joint and sequential is what each searches at a time.  With ``direct`` the
+optuna sampler (``algorithm``) proposes every trial itself.
+
+Hardware costs no accuracy measurement, so every strategy that searches the accelerator also
+gets, for each network it measured, the best configuration for a lattice of latency/energy/area
+trade-offs (exact cost-model figures, the network's measured accuracy): joint and random for
+every measured network, sequential for its final one only.
+
+Every measured trial is stored with its candidate and metrics, so an interrupted search
+resumes without losing any; the predictor is rebuilt from the stored trials, a trial that was
+running when the process died is re-run, and proposals already queued are measured first.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,47 +32,53 @@ import optuna
 from optuna.trial import TrialState
 
 from codesign.search.config import MAXIMIZE, SearchConfig
-from codesign.search.pareto import front_indices, knee
 from codesign.search.constraints import feasible
-from codesign.search.encoding import Candidate
+from codesign.search.encoding import ALL, Candidate
+from codesign.search.fidelity import two_stage
+from codesign.search.pareto import front_indices
 from codesign.search.problem import Problem
+from codesign.search.rows import Row, front, pick
+from codesign.search.tradeoffs import hardware_tradeoffs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass
-class Row:
-    strategy: str
-    phase: str
-    number: int
-    metrics: dict
-    feasible: bool
-    candidate: Candidate
+class StrategyLog:
+    """What a strategy's surrogate did: per round, the predictor's out-of-fold quality and throughput."""
 
-    def flat(self) -> dict:
-        return {"strategy": self.strategy, "phase": self.phase, "trial": self.number, "feasible": self.feasible,
-                **self.metrics}
+    rounds: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        if not self.rounds:
+            return {}
+        scored = sum(r["scored"] for r in self.rounds)
+        seconds = sum(r["seconds"] for r in self.rounds)
+        last = self.rounds[-1]
+        return {"rounds": len(self.rounds), "candidates_scored": scored,
+                "surrogate_seconds": seconds, "candidates_per_second": scored / seconds if seconds else 0.0,
+                "predictor": {k: last[k] for k in ("samples", "oof_mae_points", "oof_spearman")},
+                "predictor_by_round": [{k: r[k] for k in ("samples", "oof_mae_points", "oof_spearman")}
+                                       for r in self.rounds]}
 
 
 def storage_url(out: Path) -> str:
     return f"sqlite:///{(out / 'study.db').resolve()}"
 
 
-def _sampler(cfg: SearchConfig, n_trials: int, seed_offset: int = 0):
+def _sampler(cfg: SearchConfig, n_trials: int, seed: int, algorithm: str):
     """Constraints reach NSGA-II and TPE through ``Trial.set_constraint`` (optuna >= 5)."""
-    seed = cfg.seed + seed_offset
-    if cfg.algorithm == "nsga2":
+    if algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, n_trials // 4)))
-    if cfg.algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                          n_startup_trials=max(2, min(10, n_trials // 3)))
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(2, min(10, n_trials // 3)))
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _open_study(name: str, cfg: SearchConfig, out: Path, n_trials: int, seed_offset: int):
+def _open_study(name: str, cfg: SearchConfig, out: Path, sampler) -> optuna.Study:
     directions = ["maximize" if o in MAXIMIZE else "minimize" for o in cfg.objectives]
     study = optuna.create_study(study_name=name, storage=storage_url(out), directions=directions,
-                                sampler=_sampler(cfg, n_trials, seed_offset), load_if_exists=True)
+                                sampler=sampler, load_if_exists=True)
     _requeue_interrupted(study)
     return study
 
@@ -75,11 +95,28 @@ def _done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
+def _spent(study: optuna.Study) -> float:
+    """Measured evaluations spent, in full-validation-split units (a low-fidelity trial costs less)."""
+    return sum(t.user_attrs.get("cost", 1.0) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _left(study: optuna.Study, budget: int) -> int:
+    """Whole trials the budget still pays for (at least one while any budget is left)."""
+    left = budget - _spent(study)
+    return max(1, int(left + 1e-9)) if left > 1e-9 else 0
+
+
+def _waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 class Runner:
-    def __init__(self, problem: Problem, cfg: SearchConfig, out: Path, progress: Callable[[str, int, int, int], None] | None = None):
+    def __init__(self, problem: Problem, cfg: SearchConfig, out: Path,
+                 progress: Callable[[str, int, int, int], None] | None = None):
         self.problem, self.cfg, self.out = problem, cfg, out
         self.progress = progress or (lambda *a: None)
         self.deadline = 0.0
+        self.logs: dict[str, StrategyLog] = {}
 
     def _start_clock(self) -> None:
         """Each strategy gets the same wall-clock cap (budget.minutes) besides its trial budget."""
@@ -88,7 +125,8 @@ class Runner:
     def _objective(self, fixed: Candidate | None, search: tuple[str, ...]):
         def objective(trial: optuna.Trial):
             cand = self.problem.encoding.suggest(trial, fixed, search)
-            m = self.problem.evaluation.evaluate(cand)
+            m, cost = self._measure(cand, trial.study)
+            trial.set_user_attr("cost", cost)
             trial.set_user_attr("candidate", cand.to_json())
             trial.set_user_attr("metrics", m)
             violations = self.problem.violations(m)
@@ -98,49 +136,116 @@ class Runner:
             return [m[o] for o in self.cfg.objectives]
         return objective
 
-    def _run(self, name: str, n_trials: int, fixed: Candidate | None, search: tuple[str, ...], seed_offset: int,
-             label: str) -> optuna.Study:
-        study = _open_study(name, self.cfg, self.out, n_trials, seed_offset)
-        if not study.get_trials(deepcopy=False):
-            study.enqueue_trial(self.problem.encoding.initial_params(search))
-        remaining = n_trials - _done(study)
-        done0 = _done(study)
-        self.progress(label, done0, n_trials, len(self._front(study)))
-        objective = self._objective(fixed, search)
-        while remaining > 0 and time.monotonic() < self.deadline:
-            study.optimize(objective, n_trials=1, catch=())
-            remaining = n_trials - _done(study)
-            self.progress(label, _done(study), n_trials, len(self._front(study)))
-        return study
+    def _measure(self, cand: Candidate, study: optuna.Study) -> tuple[dict, float]:
+        if self.cfg.search.fidelity != "two-stage":
+            return self.problem.evaluation.evaluate(cand), 1.0
+        return two_stage(self.problem, cand, front(_rows(study, "", ""), self.cfg.objectives),
+                         self.cfg.search.low_fidelity_every)
+
+    def _report(self, label: str, study: optuna.Study, total: int) -> None:
+        self.progress(label, min(total, round(_spent(study))), total, len(self._front(study)))
 
     def _front(self, study: optuna.Study) -> list[int]:
         rows = [t.user_attrs["metrics"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if "metrics" in t.user_attrs]
         return front_indices(rows, self.cfg.objectives)
 
-    # ----- strategies ---------------------------------------------------------------------------
+    # ----- how a budget of measured trials is spent ----------------------------------------------
+    def _direct(self, study: optuna.Study, budget: int, fixed, search, label: str) -> None:
+        """The optuna sampler proposes every trial."""
+        objective = self._objective(fixed, search)
+        while _left(study, budget) and time.monotonic() < self.deadline:
+            study.optimize(objective, n_trials=1, catch=())
+            self._report(label, study, budget)
+
+    def _active(self, study: optuna.Study, budget: int, fixed, search, label: str, seed: int) -> None:
+        """Random initial trials, then rounds: fit the predictor, search the surrogate, measure its batch."""
+        from codesign.search.surrogate import propose
+
+        s = self.cfg.search
+        objective = self._objective(fixed, search)
+        n_init = min(budget, s.initial or max(4, budget // 4))
+        log = self.logs.setdefault(label, StrategyLog())
+        while _left(study, budget) and time.monotonic() < self.deadline:
+            waiting = _waiting(study)
+            if waiting or _spent(study) < n_init:      # queued proposals first; then the random initial design
+                study.optimize(objective, n_trials=max(1, min(waiting, _left(study, budget))), catch=())
+                self._report(label, study, budget)
+                continue
+            measured = [(r.candidate, r.metrics) for r in _rows(study, "", "")]
+            usable = [(c, m) for c, m in measured if not m.get("invalid")]
+            predictor = self.problem.predictor(seed)
+            cands, acc = [c for c, _ in usable], [m["accuracy"] for _, m in usable]
+            predictor.fit(cands, acc)
+            quality = predictor.quality(cands, acc)
+            k = min(s.batch, _left(study, budget))
+            done = _done(study)
+            picks, stats = propose(self.problem.encoding, search, fixed, predictor, self.problem.fastcost, self.cfg,
+                                   measured, k, seed + done, s.population, s.generations, s.exploration,
+                                   {self.problem.key(c) for c, _ in measured}, self.problem.key, s.arch_pool)
+            log.rounds.append({**quality.to_json(), "scored": stats.scored, "seconds": stats.seconds,
+                               "architectures": stats.pool, "proposed": len(picks)})
+            study.set_user_attr(f"round_{done:04d}", log.rounds[-1])
+            if not picks:      # the predictor's front holds nothing new: measure a random candidate instead
+                study.optimize(objective, n_trials=1, catch=())
+            for c in picks:
+                study.enqueue_trial(self.problem.encoding.to_params(c, search), skip_if_exists=False)
+
+    def _phase(self, name: str, budget: int, fixed, search, label: str, seed: int, algorithm: str) -> optuna.Study:
+        surrogate = self.cfg.search.method == "surrogate" and algorithm != "random"
+        sampler = _sampler(self.cfg, budget, seed, "random" if surrogate else algorithm)
+        study = _open_study(name, self.cfg, self.out, sampler)
+        if not study.get_trials(deepcopy=False):      # every strategy and phase starts from the same corners
+            for params in self.problem.encoding.corner_params(search)[:budget]:
+                study.enqueue_trial(params)
+        self._report(label, study, budget)
+        if surrogate:
+            self._active(study, budget, fixed, search, label, seed)
+        else:
+            self._direct(study, budget, fixed, search, label)
+        return study
+
+    # ----- strategies ----------------------------------------------------------------------------
     def joint(self) -> list[Row]:
         self._start_clock()
-        name = f"joint-{self.cfg.algorithm}-s{self.cfg.seed}"
-        study = self._run(name, self.cfg.budget.trials, None, ("arch", "bits", "hw"), 0, "joint")
-        return _rows(study, "joint", "joint")
+        tag = self.cfg.search.method if self.cfg.search.method == "surrogate" else self.cfg.algorithm
+        study = self._phase(f"joint-{tag}-s{self.cfg.seed}", self.cfg.budget.trials, None, ALL, "joint",
+                            self.cfg.seed, self.cfg.algorithm)
+        rows = _rows(study, "joint", "joint")
+        return rows + self.hardware_tradeoffs(rows, "joint")
+
+    def random(self) -> list[Row]:
+        self._start_clock()
+        study = self._phase(f"random-s{self.cfg.seed}", self.cfg.budget.trials, None, ALL, "random",
+                            self.cfg.seed + 200, "random")
+        rows = _rows(study, "random", "random")
+        return rows + self.hardware_tradeoffs(rows, "random")
 
     def sequential(self) -> list[Row]:
         self._start_clock()
-        phases = ["arch", "bits"] + (["hw"] if self.problem.hw_ranges else [])
+        surrogate = self.cfg.search.method == "surrogate"
+        hw_measured = bool(self.problem.hw_ranges) and not surrogate
+        phases = ["arch", "bits"] + (["hw"] if hw_measured else [])
         per = [self.cfg.budget.trials // len(phases)] * len(phases)
         per[0] += self.cfg.budget.trials - sum(per)
         fixed = self.problem.encoding.baseline()
         rows: list[Row] = []
+        tag = "surrogate" if surrogate else self.cfg.algorithm
         for i, (phase, n) in enumerate(zip(phases, per)):
-            name = f"sequential-{phase}-{self.cfg.algorithm}-s{self.cfg.seed}"
-            study = self._run(name, n, fixed, (phase,), 100 + i, f"sequential: {phase}")
+            study = self._phase(f"sequential-{phase}-{tag}-s{self.cfg.seed}", n, fixed, (phase,),
+                                f"sequential: {phase}", self.cfg.seed + 100 + i, self.cfg.algorithm)
             phase_rows = _rows(study, "sequential", phase)
             rows += phase_rows
             if not phase_rows:
-                break
+                return rows
             fixed = pick(phase_rows, self.cfg.objectives).candidate
+        if self.problem.hw_ranges and surrogate:      # hardware last: every trade-off for the chosen network
+            final = [r for r in rows if r.candidate.to_json() == fixed.to_json()][:1]
+            rows += self.hardware_tradeoffs(final, "sequential", phase="hw")
         return rows
+
+    def hardware_tradeoffs(self, rows: list[Row], strategy: str, phase: str | None = None) -> list[Row]:
+        return hardware_tradeoffs(self.problem, rows, strategy, phase, self.cfg.search.hw_tradeoffs)
 
 
 def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
@@ -148,21 +253,8 @@ def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if "metrics" not in t.user_attrs:
             continue
-        c = t.user_attrs["candidate"]
-        cand = Candidate(c["arch"], {k: tuple(v) for k, v in c["bits"].items()}, c["hw"])
-        out.append(Row(strategy, phase, t.number, t.user_attrs["metrics"],
-                       feasible(t.user_attrs.get("constraints", [])), cand))
+        cand = Candidate.from_json(t.user_attrs["candidate"])
+        m = t.user_attrs["metrics"]
+        out.append(Row(strategy, phase, t.number, m, feasible(t.user_attrs.get("constraints", [])), cand,
+                       fidelity=m.get("fidelity", "full")))
     return out
-
-
-def front(rows: list[Row], objectives: list[str]) -> list[Row]:
-    """Feasible non-dominated rows (all rows if none is feasible: the report says so)."""
-    pool = [r for r in rows if r.feasible] or []
-    return [pool[i] for i in front_indices([r.metrics for r in pool], objectives)]
-
-
-def pick(rows: list[Row], objectives: list[str], index: int | None = None) -> Row:
-    f = front(rows, objectives) or rows
-    if index is not None:
-        return f[index]
-    return f[knee([r.metrics for r in f], objectives)]
