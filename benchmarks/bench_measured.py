@@ -1,30 +1,33 @@
-"""Benchmark of the measured-kernel cost model (issue 4).
+"""Benchmark of the measured-kernel cost model on held-out random networks (issues 4 and 12).
 
-1. Kernels are profiled on this machine with onnxruntime (1 thread, ORT_ENABLE_ALL,
-   sequential): the fused kernels of ``--train`` random networks (netgen seed 7) -- each
-   kernel profiled inside a one-block model, never the network as a whole -- plus
-   ``--random`` random kernel configurations, within ``--budget-s``.
-2. ``--held-out`` other random networks (netgen seed 1001, architectures distinct from the
-   training ones) are predicted by ``MeasuredModel`` (exact hits + per-class regressors +
-   fusion from onnxruntime's optimizer + fitted overheads) and measured end to end with
-   ``measure_onnx_latency_ms`` in the same run (round-robin over networks, ``--rounds``
-   rounds spread over minutes).  Kernels and networks use the same estimator: the mean of the
-   fastest quarter of the runs (``fast_ms``; other processes on a shared machine only ever add
-   time); a network's latency is the lowest over rounds of its ``fast_ms`` (its least-disturbed
-   state).  The median over rounds and the plain per-run medians are reported too.
-   Each block is profiled in ``--passes`` passes minutes apart; a kernel keeps its fastest
-   measurement.  The per-run / per-kernel overhead comes from chains of tiny kernels
-   (``measure_overhead``), or, with ``--calibrate N``, is fitted on N *training* networks
-   measured whole (never on held-out ones).
-3. Baseline: latency proportional to MACs with the best single scale for the held-out set
+1. Kernels are measured on this machine with onnxruntime (1 thread, ORT_ENABLE_ALL,
+   sequential), each node of onnxruntime's optimized graph timed alone without the profiler
+   (``hwmodels.ort_kernel_timer``): the fused kernels of ``--train`` random networks (netgen
+   seed 7; each kernel in a one-block model with its producers as context) plus ``--random``
+   random kernel configurations.  Every block is measured between two canary samples
+   (``hwmodels.quiet``); blocks measured in a busy spell are measured again in later passes.
+   The per-network overhead comes from chains of trivial nodes (or, with ``--calibrate N``,
+   from N *training* networks measured whole -- never held-out ones).
+2. ``--held-out`` other random networks (netgen seed 1001, no architecture shared with the
+   training ones) are measured end to end from their ONNX files, interleaved with the kernel
+   profiling: the profiling budget is spent in ``2 x --rounds`` chunks, each followed by one
+   canary-gated measurement round over all networks (a round: the fastest quarter of 12+ runs),
+   so kernels and networks meet the same spells of the shared machine.  The first half of the
+   rounds is set A, the second half (minutes later) set B.  A network's latency is its lowest
+   quiet round over A and B; A against B is the machine's own repeatability, reported beside
+   the model's accuracy.
+3. They are predicted by ``MeasuredModel`` (exact hits + per-class regressors + onnxruntime's
+   fusion + the overhead), measured directly by ``MeasuredModel(mode="measure")`` (the
+   MnasNet-style path, timed per network against prediction), and estimated by
+   ``mode="auto"`` (which of the two it chose is counted).
+4. Baseline: latency proportional to MACs with the best single scale for the held-out set
    (an oracle scale, which flatters the baseline).
-4. TVM path: ``--tvm-nets`` of the held-out networks compiled with TVM (llvm, untuned); their
-   fusion groups are compiled and timed one by one, summed with the VM overhead, and compared
-   with the whole compiled network.
+5. TVM path: ``--tvm-nets`` held-out networks through the TVM backend (fusion groups compiled
+   and timed one by one) vs the whole network compiled by TVM.
 
-Writes a JSON with every figure (``--out``) and prints a Markdown summary.
+Writes a JSON with every figure (``--out``) and prints a summary.
 
-    python benchmarks/bench_measured.py --out benchmarks/results_measured.json
+    python benchmarks/bench_measured.py --out benchmarks/results/measured_run1.json
 """
 from __future__ import annotations
 
@@ -52,9 +55,49 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).correlation)
 
 
-def within(pred, meas, tol) -> float:
-    pred, meas = np.asarray(pred), np.asarray(meas)
-    return float(np.mean(np.abs(pred / meas - 1) <= tol))
+def scores(pred, meas) -> dict:
+    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
+    e = pred / meas - 1
+    return {"within_10pct": float(np.mean(np.abs(e) <= 0.10)), "within_20pct": float(np.mean(np.abs(e) <= 0.20)),
+            "median_abs_err": float(np.median(np.abs(e))), "mean_signed_err": float(np.mean(e)),
+            "max_abs_err": float(np.max(np.abs(e))), "spearman": spearman(pred, meas)}
+
+
+class Truth:
+    """Whole-network latency of ONNX files: canary-gated rounds, kept per measurement set."""
+
+    def __init__(self, paths, gate):
+        from hwmodels.ort_runner import make_session, random_feeds
+
+        self.paths, self.gate = paths, gate
+        self.sessions = [make_session(p) for p in paths]
+        self.feeds = [random_feeds(s) for s in self.sessions]
+        self.rounds: list[list[dict]] = [[] for _ in paths]
+
+    def measure(self, label: str, rounds: int) -> None:
+        from hwmodels.ort_runner import fastest_quarter, time_session
+
+        for _ in range(rounds):
+            for i, (s, f) in enumerate(zip(self.sessions, self.feeds)):
+                (us, cpu_us), quiet = self.gate.measure(lambda: self._one(s, f, fastest_quarter, time_session))
+                self.rounds[i].append({"set": label, "us": us, "cpu_us": cpu_us, "quiet": quiet, "t": time.time()})
+
+    @staticmethod
+    def _one(s, f, fastest_quarter, time_session):
+        wall, cpu = time_session(s, f, 12, 2, 0.03, with_cpu=True)
+        return fastest_quarter(wall) * 1e6, fastest_quarter(cpu) * 1e6
+
+    def lowest(self, sets=None, field="us") -> np.ndarray:
+        """Per network: the lowest quiet round among ``sets`` (the lowest round when none was quiet)."""
+        out = []
+        for rs in self.rounds:
+            rs = [r for r in rs if sets is None or r["set"] in sets]
+            quiet = [r[field] for r in rs if r["quiet"]]
+            out.append(min(quiet) if quiet else min(r[field] for r in rs))
+        return np.array(out)
+
+    def quiet_share(self, sets=None) -> float:
+        return float(np.mean([any(r["quiet"] for r in rs if sets is None or r["set"] in sets) for rs in self.rounds]))
 
 
 def main(argv=None) -> dict:
@@ -64,9 +107,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--held-out", type=int, default=50, help="held-out networks predicted and measured")
     ap.add_argument("--budget-s", type=float, default=600, help="kernel profiling budget (all passes)")
     ap.add_argument("--calibrate", type=int, default=0, help="training networks measured whole to fit the per-network "
-                    "overhead (default 0: the overhead fitted on chains of tiny kernels during profiling)")
-    ap.add_argument("--passes", type=int, default=2, help="profiling passes over all blocks (each kernel keeps its fastest)")
-    ap.add_argument("--rounds", type=int, default=5, help="measurement rounds over the held-out networks")
+                    "overhead (default 0: chains of trivial kernels)")
+    ap.add_argument("--rounds", type=int, default=6, help="measurement rounds over the held-out networks per set (A, B)")
     ap.add_argument("--tvm-nets", type=int, default=3, help="held-out networks also run through TVM (0: skip)")
     ap.add_argument("--work", type=Path, default=None, help="directory for networks and the kernel cache (default: temp)")
     ap.add_argument("--cache", type=Path, default=None, help="kernel cache (default: fresh file in --work)")
@@ -74,11 +116,13 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from codesign.frontends.onnx_frontend import load_onnx
+    from codesign.profiling import profile_blocks
+    from hwmodels.kernel_backend import get_backend
+    from hwmodels.kernel_profiling import run_profile
+    from hwmodels.kernel_store import KernelStore, machine_fingerprint, machine_info
+    from hwmodels.measured import MeasuredModel, fit_network_overhead
+    from hwmodels.quiet import QuietGate
     from hwmodels.targets import load_target
-    from hwmodels import measured as M
-    from hwmodels.kernel_sampling import blocks_from_workloads, random_blocks
-    from hwmodels.kernel_store import KernelStore, machine_info
-    from hwmodels.ort_runner import measure_onnx_latency_ms
 
     t_start = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_measured_"))
@@ -88,108 +132,122 @@ def main(argv=None) -> dict:
     held = generate(args.held_out, 1001, work / "held_out")
     train_specs = {p.with_suffix(".json").read_text() for p in train}
     overlap = sum(p.with_suffix(".json").read_text() in train_specs for p in held)
-    t_gen = time.perf_counter() - t_start
-    print(f"generated {len(train)} training + {len(held)} held-out networks ({overlap} identical specs) in {t_gen:.0f} s", flush=True)
+    print(f"generated {len(train)} training + {len(held)} held-out networks ({overlap} identical specs)", flush=True)
 
-    # 1. profile kernels
+    # 1. profile kernels in chunks, each followed by one measurement round over the held-out
+    #    networks: rounds 1..R form set A, rounds R+1..2R set B (minutes later)
+    gate = QuietGate()
     store = KernelStore(cache)
+    backend = get_backend("onnxruntime")
+    key = (backend.name, machine_fingerprint(backend.name), backend.threads, backend.variant)
+    blocks = profile_blocks(backend, train, args.random, seed=0)
+    truth = Truth(held, gate)
+    chunks = 2 * args.rounds
+    order, chunk_log = list(blocks), []
     t0 = time.perf_counter()
-    blocks = blocks_from_workloads([load_onnx(p) for p in train]) + random_blocks(args.random, seed=0)
-    summary = M.run_profile(store, blocks, budget_s=args.budget_s, passes=args.passes)
-    fit = M.calibrate_network_overhead(store, [(load_onnx(p), p) for p in train[: args.calibrate]]) if args.calibrate else None
+    for c in range(chunks):
+        s = run_profile(store, backend, order, args.budget_s / chunks, passes=1, gate=gate)
+        order = order[s["next"]:] + order[: s["next"]]
+        truth.measure("A" if c < args.rounds else "B", 1)
+        chunk_log.append({k: v for k, v in s.items() if k != "machine"})
+        print(f"chunk {c + 1}/{chunks}: {s['profiled']} blocks measured ({s['quiet_blocks']} quiet), "
+              f"{s['stored_quiet']}/{s['stored_total']} kernels measured quietly; measurement round "
+              f"{c + 1} done", flush=True)
     t_prof = time.perf_counter() - t0
+    fit = fit_network_overhead(MeasuredModel(store=store), [load_onnx(p) for p in train[: args.calibrate]]) \
+        if args.calibrate else None
     if fit:
         print(f"overhead fit on {args.calibrate} training networks: {fit}", flush=True)
-    print(f"profiled {summary['profiled']}/{len(blocks)} blocks -> {summary['stored_total']} kernels in {t_prof:.0f} s; "
-          f"overhead {summary['overhead']}", flush=True)
 
-    # 2. predict the held-out networks, then measure them (round-robin)
+    # 2. predict, measure directly, and let auto choose
     tgt = load_target("host")
-    model = M.MeasuredModel(store=store)
-    preds, macs, hits, kernels, t_pred = [], [], [], [], []
+    model = MeasuredModel(store=store)
+    direct = MeasuredModel(store=store, mode="measure")
+    auto = MeasuredModel(store=store, mode="auto")
+    preds, direct_us, auto_us, auto_measured, macs, hits, kernels, t_pred, t_direct = [], [], [], [], [], [], [], [], []
     for p in held:
         wl = load_onnx(p)
         t = time.perf_counter()
         cost = model.estimate(wl, tgt)
         t_pred.append(time.perf_counter() - t)
-        preds.append(cost.latency_s * 1e3)
+        preds.append(cost.latency_s * 1e6)
+        t = time.perf_counter()
+        direct_us.append(direct.estimate(wl, tgt).latency_s * 1e6)
+        t_direct.append(time.perf_counter() - t)
+        a = auto.estimate(wl, tgt)
+        auto_us.append(a.latency_s * 1e6)
+        auto_measured.append(any(n.startswith("measured directly") for n in a.notes))
         macs.append(wl.macs)
         note = next(n for n in cost.notes if "exact hits" in n)
         kernels.append(int(note.split(" runtime kernels")[0].split()[-1]))
         hits.append(int(note.split(" exact hits")[0].split()[-1]))
-    rounds = [[] for _ in held]
-    medians = [[] for _ in held]
-    t0 = time.perf_counter()
-    for _ in range(args.rounds):
-        for i, p in enumerate(held):
-            r = measure_onnx_latency_ms(p, repeats=24, warmup=4, min_time_s=0.1)
-            rounds[i].append(r["fast_ms"])
-            medians[i].append(r["median_ms"])
-    t_meas = time.perf_counter() - t0
-    meas = [float(np.min(r)) for r in rounds]
-    meas_med = [float(np.median(r)) for r in rounds]
-    preds_a, meas_a, macs_a = np.array(preds), np.array(meas), np.array(macs, float)
-    ratio = preds_a / meas_a
-    # MACs-only baseline with the oracle scale (geometric-mean ratio over the held-out set)
-    scale = float(np.exp(np.median(np.log(meas_a / macs_a))))
-    base = macs_a * scale
+    T, TA, TB = truth.lowest(), truth.lowest(["A"]), truth.lowest(["B"])
+    P, D, M = np.array(preds), np.array(direct_us), np.array(macs, float)
+    scale = float(np.exp(np.median(np.log(T / M))))      # MACs-only baseline with the oracle scale
+    sizes = {}
+    for lo, hi in ((0, 300), (300, 1000), (1000, 1e12)):
+        sel = (T >= lo) & (T < hi)
+        if sel.any():
+            sizes[f"{lo:g}-{hi:g} us"] = {"n": int(sel.sum()), **scores(P[sel], T[sel])}
     res = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info("onnxruntime"), "python": platform.python_version(),
-        "settings": {"threads": 1, "opt_level": "ORT_ENABLE_ALL", "execution": "sequential", **vars(args)},
-        "profile": {**{k: v for k, v in summary.items() if k != "machine"}, "blocks_total": len(blocks), "seconds": t_prof},
+        "settings": {"threads": 1, "opt_level": "ORT_ENABLE_ALL", "execution": "sequential",
+                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}},
+        "profile": {"blocks": len(blocks), "chunks": chunk_log, "seconds_with_measurement_rounds": t_prof,
+                    "kernels": store.count(*key), "kernels_quiet": store.count(*key, quiet_only=True),
+                    "overhead": store.overhead(*key), "canary_quiet_share": gate.quiet_samples / max(gate.samples, 1)},
         "overhead_fit": fit,
         "held_out": {
             "n": len(held), "identical_specs_with_training": overlap,
-            "latency_ms_range": [float(meas_a.min()), float(meas_a.max())],
-            "within_10pct": within(preds_a, meas_a, 0.10), "within_20pct": within(preds_a, meas_a, 0.20),
-            "median_abs_err": float(np.median(np.abs(ratio - 1))), "mean_abs_err": float(np.mean(np.abs(ratio - 1))),
-            "max_abs_err": float(np.max(np.abs(ratio - 1))), "mean_signed_err": float(np.mean(ratio - 1)),
-            "spearman": spearman(preds_a, meas_a),
+            "latency_us_range": [float(T.min()), float(T.max())],
             "exact_hit_share": float(np.sum(hits) / np.sum(kernels)), "kernels": int(np.sum(kernels)),
-            "predict_s_per_net": float(np.median(t_pred)), "measure_seconds": t_meas,
-            "round_spread_median": float(np.median([max(r) / min(r) - 1 for r in rounds])),
-            # the measurement's own repeatability: min over the first half of the rounds vs min
-            # over the second half (independent sessions, a minute or more apart)
-            "self_agreement_within_10pct": float(np.mean([abs(min(r[: len(r) // 2]) / min(r[len(r) // 2:]) - 1) <= 0.10
-                                                          for r in rounds])) if args.rounds >= 2 else None,
-            "self_agreement_within_20pct": float(np.mean([abs(min(r[: len(r) // 2]) / min(r[len(r) // 2:]) - 1) <= 0.20
-                                                          for r in rounds])) if args.rounds >= 2 else None,
-            "median_clock_within_10pct": within(preds_a, [float(np.median(m)) for m in medians], 0.10),
-            "median_over_rounds_within_10pct": within(preds_a, meas_med, 0.10),
-            "median_over_rounds_within_20pct": within(preds_a, meas_med, 0.20),
-            "median_over_rounds_spearman": spearman(preds_a, meas_med),
-            "median_vs_fast_ratio": float(np.median([float(np.median(m)) / f for m, f in zip(medians, meas)])),
+            "networks_with_a_quiet_round": truth.quiet_share(),
+            "predicted": scores(P, T), "predicted_vs_set_A": scores(P, TA), "predicted_vs_set_B": scores(P, TB),
+            "predicted_vs_cpu_time": scores(P, truth.lowest(field="cpu_us")),
+            "by_size": sizes,
+            "repeatability_A_vs_B": scores(TA, TB),
+            "direct": {**scores(D, T), "seconds_per_net": float(np.median(t_direct))},
+            "predict_seconds_per_net": float(np.median(t_pred)),
+            "auto": {**scores(auto_us, T), "measured_share": float(np.mean(auto_measured))},
         },
-        "macs_baseline": {"within_10pct": within(base, meas_a, 0.10), "within_20pct": within(base, meas_a, 0.20),
-                          "median_abs_err": float(np.median(np.abs(base / meas_a - 1))),
-                          "spearman": spearman(macs_a, meas_a), "scale_ms_per_gmac": scale * 1e9},
-        "networks": [{"name": p.name, "macs": int(m), "predicted_ms": float(a), "measured_ms": float(b),
-                      "rounds_fast_ms": r, "rounds_median_ms": md, "exact_hits": h, "kernels": k}
-                     for p, m, a, b, r, md, h, k in zip(held, macs, preds, meas, rounds, medians, hits, kernels)],
+        "macs_baseline": {**scores(M * scale, T), "scale_us_per_gmac": scale * 1e9},
+        "networks": [{"name": p.name, "macs": int(m), "predicted_us": float(a), "direct_us": float(d), "auto_us": float(au),
+                      "measured_us": float(b), "auto_measured": bool(am), "rounds": r, "exact_hits": h, "kernels": k}
+                     for p, m, a, d, au, b, am, r, h, k in zip(held, macs, P, D, auto_us, T, auto_measured, truth.rounds,
+                                                               hits, kernels)],
     }
-    print(f"measurement self-agreement within 10%: {res['held_out']['self_agreement_within_10pct']}")
-    print(f"held-out: within 10% {res['held_out']['within_10pct']:.0%}, within 20% {res['held_out']['within_20pct']:.0%}, "
-          f"median |err| {res['held_out']['median_abs_err']:.1%}, Spearman {res['held_out']['spearman']:.3f}; "
-          f"MACs: within 10% {res['macs_baseline']['within_10pct']:.0%}, Spearman {res['macs_baseline']['spearman']:.3f}", flush=True)
+    h = res["held_out"]
+    print(f"repeatability (set A vs set B): within 10% {h['repeatability_A_vs_B']['within_10pct']:.0%}, within 20% "
+          f"{h['repeatability_A_vs_B']['within_20pct']:.0%}, median |diff| {h['repeatability_A_vs_B']['median_abs_err']:.1%}")
+    for name in ("predicted", "predicted_vs_set_A", "predicted_vs_set_B", "direct", "auto"):
+        s = h[name]
+        print(f"{name}: within 10% {s['within_10pct']:.0%}, within 20% {s['within_20pct']:.0%}, median |err| "
+              f"{s['median_abs_err']:.1%}, mean {s['mean_signed_err']:+.1%}, Spearman {s['spearman']:.3f}")
+    print(f"MACs: within 10% {res['macs_baseline']['within_10pct']:.0%}, Spearman {res['macs_baseline']['spearman']:.3f}; "
+          f"exact hits {h['exact_hit_share']:.0%}; predict {h['predict_seconds_per_net'] * 1e3:.0f} ms/net, "
+          f"measure {h['direct']['seconds_per_net'] * 1e3:.0f} ms/net; auto measured {h['auto']['measured_share']:.0%}", flush=True)
 
-    # 4. TVM path
+    # 5. TVM path
     if args.tvm_nets:
-        from hwmodels.tvm_profiler import measure_tvm_latency_ms
+        import onnx
+
+        from hwmodels.tvm_backend import measure_tvm_latency_ms
 
         t0 = time.perf_counter()
-        order = np.argsort(meas_a)[: args.tvm_nets * 3: 3]     # small-to-medium networks, spread out
+        order = np.argsort(T)[: args.tvm_nets * 3: 3]     # small-to-medium networks, spread out
         tvm_rows = []
-        tvm_model = M.MeasuredModel(store=store, backend="tvm")
+        tvm_backend = get_backend("tvm")
+        tvm_model = MeasuredModel(store=store, backend="tvm")
         for i in order:
             p = held[int(i)]
             wl = load_onnx(p)
-            s = M.run_profile(store, M.tvm_blocks([wl]), backend="tvm")
+            s = run_profile(store, tvm_backend, tvm_backend.blocks([wl]), passes=1, gate=gate)
             cost = tvm_model.estimate(wl, tgt)
-            m = measure_tvm_latency_ms(p)
+            m = measure_tvm_latency_ms(onnx.load(str(p)))
             tvm_rows.append({"name": p.name, "groups": s["blocks"], "predicted_ms": cost.latency_s * 1e3,
                              "measured_ms": m["fast_ms"], "measured_median_ms": m["median_ms"],
-                             "onnxruntime_ms": float(meas_a[int(i)])})
+                             "onnxruntime_ms": float(T[int(i)]) / 1e3})
             print(f"tvm {p.name}: predicted {cost.latency_s * 1e3:.2f} ms, measured {m['fast_ms']:.2f} ms", flush=True)
         res["tvm"] = {"rows": tvm_rows, "seconds": time.perf_counter() - t0,
                       "note": "untuned llvm builds; each fusion group compiled and timed alone (exact kernels), "

@@ -69,7 +69,7 @@ class KernelPredictor:
         every: list[float] = []
         for kind, recs in rows.items():
             X = np.array([feature_vector(r.features) for r in recs])
-            y = np.array([math.log(r.median_us) - math.log(base_us(r.features)) for r in recs])
+            y = np.array([math.log(r.us) - math.log(base_us(r.features)) for r in recs])
             model = _ClassModel(kind, len(recs), float(np.median(y)))
             if len(recs) >= MIN_TREE_SAMPLES:
                 gbr = GradientBoostingRegressor(loss="huber", subsample=1.0, random_state=0,

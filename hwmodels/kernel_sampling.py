@@ -1,18 +1,12 @@
-"""Which kernels to profile: one-block ONNX models that cover what a search space asks for.
+"""Random kernels to profile: nn-Meter-style sampling of one-unit ONNX models.
 
-Two sources, both yielding small ONNX models (``Block``) of one fusable unit -- a
-convolution with its BatchNorm, activation and optional residual Add; a pool; a Gemm with
-its activation; an elementwise op -- that onnxruntime compiles into one main kernel (plus
-layout reorders, which are measured too):
-
-* ``blocks_from_workloads(workloads)``: the exact units of given networks (e.g. every
-  candidate a search space can produce, or a set of sample networks), de-duplicated by the
-  runtime signature of their main kernel.  Profiling these makes those kernels exact hits.
-* ``random_blocks(n, seed, space)``: nn-Meter-style random sampling of unit configurations
-  (input size, channels, kernel, stride, groups, activation, residual) from a ``KernelSpace``
-  so the per-class regressors see the whole range of shapes, not just the ones met so far.
-  Sizes are drawn log-uniformly (channels, resolution) so small and large shapes are both
-  covered.
+``random_blocks(n, seed, space)`` draws unit configurations (input size, channels, kernel,
+stride, groups, activation, residual) from a ``KernelSpace`` -- a convolution with its
+BatchNorm, activation and optional residual Add; a pool; a Gemm with its activation; an
+elementwise op -- so the per-class regressors see the whole range of shapes, not just the
+ones of the networks profiled so far (those come from ``backend.blocks(workloads)``, and are
+exact hits later).  Each is a small ONNX model (a ``Block``) that onnxruntime compiles into one
+main kernel plus layout reorders, all measured.
 """
 from __future__ import annotations
 
@@ -21,15 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwmodels.workload import Layer, Workload
-from hwmodels.ort_profiler import IR_VERSION, OPSET, compile_workload, skeleton_model
-
-
-@dataclass
-class Block:
-    key: str          # a label, unique within one sampling call
-    model: object     # onnx.ModelProto
-    source: str = ""  # "workload:<name>" or "random"
+from hwmodels.kernel_backend import Block
+from hwmodels.ort_skeleton import IR_VERSION, OPSET
 
 
 @dataclass(frozen=True)
@@ -44,39 +31,6 @@ class KernelSpace:
     kinds: dict = field(default_factory=lambda: {"conv": 4, "depthwise": 3, "pointwise": 4, "residual": 2,
                                                  "pool": 1, "gemm": 1, "elementwise": 1})
     max_macs: int = 250_000_000
-
-
-def blocks_from_workloads(workloads: list[Workload], threads: int = 1, opt_level: str = "all") -> list[Block]:
-    """The one-kernel units of ``workloads``, one block per distinct main-kernel signature."""
-    seen: set[str] = set()
-    out: list[Block] = []
-    for wl in workloads:
-        cg = compile_workload(wl, threads, opt_level)
-        layers = wl.layers()
-        by_name = {l.name: l for l in layers}
-        order = {l.name: i for i, l in enumerate(layers)}
-        owner = {n: k for k, names in cg.layers_of.items() for n in names}
-        producer = {t: l.name for l in layers for t in l.outputs[:1]}
-        for k in cg.kernels:
-            names = cg.layers_of.get(k.name) or []
-            if not names or k.sig_hash in seen:
-                continue
-            seen.add(k.sig_hash)
-            # context: the kernels producing this kernel's inputs come along, so the inputs
-            # arrive in the layout (blocked or not) and fusion state they have in the network
-            inside = set(names)
-            context: set[str] = set()
-            for n in names:
-                for t in by_name[n].inputs:
-                    p = producer.get(t)
-                    if p is not None and p not in inside and p in owner:
-                        context.update(cg.layers_of[owner[p]])
-            group: list[Layer] = [by_name[n] for n in sorted(inside | context, key=order.get)]
-            model, standins = skeleton_model(group)
-            if standins or not model.graph.node:
-                continue
-            out.append(Block(f"{wl.name}:{k.name}", model, f"workload:{wl.name}"))
-    return out
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """SQLite store of measured kernels, keyed by op signature and machine.
 
-One row per (signature hash, backend, machine fingerprint, threads, optimization level):
-the kernel's class, its signature (op, shapes, dtype, attributes) as JSON, its shape
-features, and the median latency (after outlier rejection) with spread and sample count.
-Each measurement is committed as it is taken, so an interrupted profile keeps everything
-measured so far.  A second table keeps per-run / per-node runtime overheads.
+One row per (signature hash, backend, machine fingerprint, threads, variant -- onnxruntime's
+optimization level, or TVM's codegen target): the kernel's class, its signature (op, shapes,
+dtype, attributes) as JSON, its shape features, its time (the fastest quarter of its runs,
+the lowest over the times it was measured) with spread and run count, and whether that
+time was taken while the machine was quiet (``hwmodels.quiet``).  Each measurement is
+committed as it is taken, so an interrupted profile keeps everything measured so far.  A
+second table keeps per-run / per-kernel runtime overheads, a third the blocks measured.
 
 Corruption (not a database, failed ``PRAGMA integrity_check``, missing tables, another
 schema version) is detected on open: the bad file is moved aside to ``<name>.corrupt`` with a
@@ -23,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4     # 4: kernels timed alone by the wall clock (3: profiler times)
 _TABLES = {"meta", "kernels", "overheads", "blocks"}
 
 
@@ -94,13 +96,14 @@ class KernelRecord:
     op: str                   # runtime op, e.g. "com.microsoft.nchwc:Conv"
     signature: dict
     features: dict
-    median_us: float
+    us: float                 # the kernel's time on this machine
     mad_us: float = 0.0
     n: int = 0
     backend: str = "onnxruntime"
     machine: str = ""
     threads: int = 1
-    opt_level: str = "all"
+    opt_level: str = "all"    # the backend's variant
+    quiet: bool = False       # measured while the machine was quiet
 
 
 _SCHEMA = """
@@ -109,7 +112,8 @@ CREATE TABLE IF NOT EXISTS kernels (
     sig_hash TEXT NOT NULL, backend TEXT NOT NULL, machine TEXT NOT NULL,
     threads INTEGER NOT NULL, opt_level TEXT NOT NULL,
     kind TEXT NOT NULL, op TEXT NOT NULL, signature TEXT NOT NULL, features TEXT NOT NULL,
-    median_us REAL NOT NULL, mad_us REAL NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL,
+    us REAL NOT NULL, mad_us REAL NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL,
+    quiet INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sig_hash, backend, machine, threads, opt_level));
 CREATE INDEX IF NOT EXISTS kernels_kind ON kernels (backend, machine, threads, opt_level, kind);
 CREATE TABLE IF NOT EXISTS overheads (
@@ -119,7 +123,8 @@ CREATE TABLE IF NOT EXISTS overheads (
     PRIMARY KEY (backend, machine, threads, opt_level));
 CREATE TABLE IF NOT EXISTS blocks (
     block_hash TEXT NOT NULL, backend TEXT NOT NULL, machine TEXT NOT NULL, threads INTEGER NOT NULL,
-    opt_level TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (block_hash, backend, machine, threads, opt_level));
+    opt_level TEXT NOT NULL, created REAL NOT NULL, quiet INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (block_hash, backend, machine, threads, opt_level));
 """
 
 
@@ -174,7 +179,7 @@ class KernelStore:
             if row is None or row[0] != str(SCHEMA_VERSION):
                 return f"schema version {row[0] if row else 'missing'}, expected {SCHEMA_VERSION}"
             # every stored row must decode: a store never answers from garbled data
-            for sig, feats, med in conn.execute("SELECT signature, features, median_us FROM kernels"):
+            for sig, feats, med in conn.execute("SELECT signature, features, us FROM kernels"):
                 json.loads(sig), json.loads(feats)
                 if not (isinstance(med, float) and med > 0):
                     return "a kernel row has a non-positive latency"
@@ -198,28 +203,41 @@ class KernelStore:
         """Insert or replace one measurement; committed at once unless ``commit=False``
         (then the next commit -- e.g. ``mark_block`` -- makes the block's rows durable together).
         ``keep_faster``: when the kernel is already stored with a lower time, keep that one (the
-        same kernel met again in another profiling block; interruptions only ever add time)."""
+        same kernel met again in another block or pass; interruptions only ever add time); the
+        row is quiet if any of its measurements was."""
+        quiet = bool(rec.quiet)
         if keep_faster:
             old = self.get(rec.sig_hash, rec.backend, rec.machine, rec.threads, rec.opt_level)
-            if old is not None and old.median_us <= rec.median_us:
-                return
+            if old is not None:
+                quiet = quiet or old.quiet
+                if old.us <= rec.us:
+                    if quiet != old.quiet:
+                        self._conn.execute("UPDATE kernels SET quiet=1 WHERE sig_hash=? AND backend=? AND machine=? "
+                                           "AND threads=? AND opt_level=?", (rec.sig_hash, rec.backend, rec.machine,
+                                                                            int(rec.threads), rec.opt_level))
+                    return
         self._conn.execute(
-            "INSERT OR REPLACE INTO kernels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO kernels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (rec.sig_hash, rec.backend, rec.machine, int(rec.threads), rec.opt_level, rec.kind, rec.op,
              json.dumps(rec.signature, sort_keys=True, default=str), json.dumps(rec.features, sort_keys=True),
-             float(rec.median_us), float(rec.mad_us), int(rec.n), time.time()))
+             float(rec.us), float(rec.mad_us), int(rec.n), time.time(), int(quiet)))
         if commit:
             self._conn.commit()
 
-    def mark_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> None:
-        """Record that a profiling block is done (and commit its kernels with it)."""
-        self._conn.execute("INSERT OR REPLACE INTO blocks VALUES (?,?,?,?,?,?)",
-                           (block_hash, backend, machine, int(threads), opt_level, time.time()))
+    def mark_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str,
+                   quiet: bool = False) -> None:
+        """Record that a profiling block was measured (quietly or not) and commit its kernels with it."""
+        quiet = quiet or self.has_block(block_hash, backend, machine, threads, opt_level, quiet_only=True)
+        self._conn.execute("INSERT OR REPLACE INTO blocks VALUES (?,?,?,?,?,?,?)",
+                           (block_hash, backend, machine, int(threads), opt_level, time.time(), int(quiet)))
         self._conn.commit()
 
-    def has_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> bool:
-        return self._conn.execute("SELECT 1 FROM blocks WHERE block_hash=? AND backend=? AND machine=? AND threads=? "
-                                  "AND opt_level=?", (block_hash, backend, machine, int(threads), opt_level)).fetchone() is not None
+    def has_block(self, block_hash: str, backend: str, machine: str, threads: int, opt_level: str,
+                  quiet_only: bool = False) -> bool:
+        """Was this block measured before (``quiet_only``: while the machine was quiet)?"""
+        q = ("SELECT 1 FROM blocks WHERE block_hash=? AND backend=? AND machine=? AND threads=? AND opt_level=?"
+             + (" AND quiet=1" if quiet_only else ""))
+        return self._conn.execute(q, (block_hash, backend, machine, int(threads), opt_level)).fetchone() is not None
 
     def get(self, sig_hash: str, backend: str, machine: str, threads: int, opt_level: str) -> KernelRecord | None:
         row = self._conn.execute(
@@ -235,9 +253,15 @@ class KernelStore:
             args.append(kind)
         return [_record(r) for r in self._conn.execute(q + " ORDER BY kind, sig_hash", args)]
 
+    def quiet_hashes(self, backend: str, machine: str, threads: int, opt_level: str) -> set[str]:
+        """Signature hashes of the kernels measured while the machine was quiet."""
+        return {r[0] for r in self._conn.execute(
+            "SELECT sig_hash FROM kernels WHERE backend=? AND machine=? AND threads=? AND opt_level=? AND quiet=1",
+            (backend, machine, int(threads), opt_level))}
+
     def count(self, backend: str | None = None, machine: str | None = None, threads: int | None = None,
-              opt_level: str | None = None) -> int:
-        q, args = "SELECT COUNT(*) FROM kernels WHERE 1=1", []
+              opt_level: str | None = None, quiet_only: bool = False) -> int:
+        q, args = "SELECT COUNT(*) FROM kernels WHERE 1=1" + (" AND quiet=1" if quiet_only else ""), []
         for col, val in (("backend", backend), ("machine", machine), ("threads", threads), ("opt_level", opt_level)):
             if val is not None:
                 q += f" AND {col}=?"
@@ -248,10 +272,23 @@ class KernelStore:
         """Changes whenever the rows a model would be trained on change."""
         h = hashlib.sha256()
         for r in self._conn.execute(
-                "SELECT sig_hash, median_us FROM kernels WHERE backend=? AND machine=? AND threads=? AND opt_level=? "
+                "SELECT sig_hash, us FROM kernels WHERE backend=? AND machine=? AND threads=? AND opt_level=? "
                 "ORDER BY sig_hash", (backend, machine, int(threads), opt_level)):
             h.update(f"{r[0]}:{r[1]!r};".encode())
         return h.hexdigest()[:16]
+
+    # -- what profiling costs (for deciding whether to measure a network directly) --------
+    def set_profile_cost_s(self, backend: str, machine: str, threads: int, opt_level: str, seconds: float) -> None:
+        """Seconds it took here to profile one block (one kernel with its context: what making an unseen
+        kernel an exact hit costs), the last profile run's average."""
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (f"profile_s_per_kernel:{backend}:{machine}:{int(threads)}:{opt_level}", repr(float(seconds))))
+        self._conn.commit()
+
+    def profile_cost_s(self, backend: str, machine: str, threads: int, opt_level: str) -> float | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?",
+                                 (f"profile_s_per_kernel:{backend}:{machine}:{int(threads)}:{opt_level}",)).fetchone()
+        return float(row[0]) if row else None
 
     # -- overheads -------------------------------------------------------------------
     def put_overhead(self, backend: str, machine: str, threads: int, opt_level: str,
@@ -276,7 +313,7 @@ class KernelStore:
 
 
 def _record(row) -> KernelRecord:
-    (sig_hash, backend, machine, threads, opt_level, kind, op, sig, feats, med, mad, n, _created) = row
+    (sig_hash, backend, machine, threads, opt_level, kind, op, sig, feats, us, mad, n, _created, quiet) = row
     return KernelRecord(sig_hash=sig_hash, kind=kind, op=op, signature=json.loads(sig), features=json.loads(feats),
-                        median_us=med, mad_us=mad, n=n, backend=backend, machine=machine, threads=threads,
-                        opt_level=opt_level)
+                        us=us, mad_us=mad, n=n, backend=backend, machine=machine, threads=threads,
+                        opt_level=opt_level, quiet=bool(quiet))

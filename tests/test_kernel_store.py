@@ -22,19 +22,39 @@ def _rec(i: int, us: float = 10.0, kind: str = "nchwc.Conv/dense") -> KernelReco
                         "onnxruntime", "m1", 1, "all")
 
 
+def test_quiet_flag_keeps_the_faster_time(tmp_path):
+    """A kernel keeps its fastest time; it counts as measured quietly once any measurement was."""
+    with KernelStore(tmp_path / "k.sqlite") as s:
+        key = ("onnxruntime", "m1", 1, "all")
+        busy = _rec(0, 8.0)
+        s.put(busy, keep_faster=True)
+        quiet_slower = _rec(0, 9.0)
+        quiet_slower.quiet = True
+        s.put(quiet_slower, keep_faster=True)
+        r = s.get(busy.sig_hash, *key)
+        assert r.us == 8.0 and r.quiet and s.count(*key, quiet_only=True) == 1
+        s.mark_block("b1", *key, quiet=False)
+        assert s.has_block("b1", *key) and not s.has_block("b1", *key, quiet_only=True)
+        s.mark_block("b1", *key, quiet=True)
+        s.mark_block("b1", *key, quiet=False)       # a later busy measurement does not undo a quiet one
+        assert s.has_block("b1", *key, quiet_only=True)
+        s.set_profile_cost_s(*key, 0.05)
+        assert s.profile_cost_s(*key) == 0.05 and s.profile_cost_s("tvm", "m1", 1, "llvm") is None
+
+
 def test_round_trip_and_keys(tmp_path):
     with KernelStore(tmp_path / "k.sqlite") as s:
         for i in range(3):
             s.put(_rec(i, 10.0 + i))
         r = s.get(_rec(1).sig_hash, "onnxruntime", "m1", 1, "all")
-        assert r is not None and r.median_us == 11.0 and r.signature["inputs"] == [[1, 16, 9, 9]]
+        assert r is not None and r.us == 11.0 and r.signature["inputs"] == [[1, 16, 9, 9]]
         # every part of the key matters
         assert s.get(_rec(1).sig_hash, "onnxruntime", "m2", 1, "all") is None
         assert s.get(_rec(1).sig_hash, "onnxruntime", "m1", 2, "all") is None
         assert s.get(_rec(1).sig_hash, "tvm", "m1", 1, "all") is None
         assert s.count("onnxruntime", "m1", 1, "all") == 3
         s.put(_rec(1, 99.0))   # re-measuring replaces
-        assert s.count() == 3 and s.get(_rec(1).sig_hash, "onnxruntime", "m1", 1, "all").median_us == 99.0
+        assert s.count() == 3 and s.get(_rec(1).sig_hash, "onnxruntime", "m1", 1, "all").us == 99.0
         h1 = s.content_hash("onnxruntime", "m1", 1, "all")
         s.put_overhead("onnxruntime", "m1", 1, "all", 12.0, -3.0, 8)
         assert s.get_overhead("onnxruntime", "m1", 1, "all") == (12.0, -3.0)
@@ -98,25 +118,28 @@ def test_schema_version_written(tmp_path):
 
 def test_interrupted_profile_keeps_measurements(tmp_path):
     """A KeyboardInterrupt mid-profile keeps every finished block; a rerun skips them."""
+    from hwmodels.kernel_backend import get_backend
+    from hwmodels.kernel_profiling import run_profile
     from hwmodels.kernel_sampling import random_blocks
-    from hwmodels.measured import run_profile
 
     blocks = random_blocks(6, seed=11)
     store = KernelStore(tmp_path / "k.sqlite")
+    backend = get_backend("onnxruntime")
+    backend.repeats, backend.warmup = 5, 1
 
     def stop_after_three(done, total, label):
         if done == 3:
             raise KeyboardInterrupt
 
-    summary = run_profile(store, blocks, repeats=5, warmup=1, on_progress=stop_after_three, measure_overheads=False)
+    summary = run_profile(store, backend, blocks, on_progress=stop_after_three, measure_overhead=False, gate=False)
     assert summary["interrupted"] and summary["profiled"] == 3
     n = summary["stored_total"]
     assert n >= 3
     store.close()
     store = KernelStore(tmp_path / "k.sqlite")   # survives reopening
     assert store.count() == n
-    again = run_profile(store, blocks, repeats=5, warmup=1, measure_overheads=False)
-    assert not again["interrupted"] and again["already_known"] >= 3 and again["profiled"] == 6
+    again = run_profile(store, backend, blocks, measure_overhead=False, gate=False)
+    assert not again["interrupted"] and again["already_known"] == 3 and again["profiled"] == 3
     assert store.count() >= n
     store.close()
 
