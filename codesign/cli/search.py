@@ -138,13 +138,13 @@ def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
     for s, v in summary["strategies"].items():
         table.add_row(s, str(v["trials"]), str(v["feasible"]), str(v["front_size"]), f"{v['hypervolume']:.4f}")
     console.print(table)
-    for s, v in summary["strategies"].items():
-        logs = v.get("surrogate") or {}
-        for label, log in ([(s, logs)] if "rounds" in logs else [(f"{s}: {p}", l) for p, l in logs.items()]):
-            p = log["predictor"]
-            console.print(f"{label}: surrogate scored {log['candidates_scored']:,} candidates in {log['rounds']} rounds "
-                          f"({log['candidates_per_second']:,.0f}/s); accuracy predictor (estimate) out-of-fold on "
-                          f"{p['samples']} measured trials: Spearman {p['oof_spearman']:.3f}, MAE {p['oof_mae_points']:.2f} points")
+    from codesign.search.artifacts import surrogate_logs
+
+    for label, log in surrogate_logs(summary):
+        p = log["predictor"]
+        console.print(f"{label}: surrogate scored {log['candidates_scored']:,} candidates in {log['rounds']} rounds "
+                      f"({log['candidates_per_second']:,.0f}/s); accuracy predictor (estimate) out-of-fold on "
+                      f"{p['samples']} measured trials: Spearman {p['oof_spearman']:.3f}, MAE {p['oof_mae_points']:.2f} points")
     if "joint_dominates_sequential" in summary:
         console.print(f"joint front dominates sequential front: {summary['joint_dominates_sequential']}")
     m = design["metrics"]

@@ -99,14 +99,14 @@ fp32 <code>model.onnx</code> {design['accuracy_test_fp32_onnxruntime']:.4f}.</p>
 
 def _surrogate_html(summary: dict) -> str:
     """The accuracy predictor's quality (an estimate, so labelled) and the surrogate's throughput."""
+    from codesign.search.artifacts import surrogate_logs
+
     rows = []
-    for s, v in summary["strategies"].items():
-        logs = v.get("surrogate") or {}
-        for label, log in ([(s, logs)] if "rounds" in logs else [(f"{s}: {p}", l) for p, l in logs.items()]):
-            p = log["predictor"]
-            rows.append(f"<tr><td>{html.escape(label)}</td><td>{log['rounds']}</td><td>{log['candidates_scored']:,}</td>"
-                        f"<td>{log['candidates_per_second']:,.0f}</td><td>{p['samples']}</td>"
-                        f"<td>{p['oof_spearman']:.3f}</td><td>{p['oof_mae_points']:.2f}</td></tr>")
+    for label, log in surrogate_logs(summary):
+        p = log["predictor"]
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{log['rounds']}</td><td>{log['candidates_scored']:,}</td>"
+                    f"<td>{log['candidates_per_second']:,.0f}</td><td>{p['samples']}</td>"
+                    f"<td>{p['oof_spearman']:.3f}</td><td>{p['oof_mae_points']:.2f}</td></tr>")
     if not rows:
         return ""
     return ("<h2>Surrogate search</h2><p>Accuracy predictions are estimates used only to choose what to measure; "

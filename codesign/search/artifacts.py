@@ -68,6 +68,16 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
     return summary
 
 
+def surrogate_logs(summary: dict) -> list[tuple[str, dict]]:
+    """(label, log) of every strategy's surrogate in a pareto.json summary; the sequential
+    strategy logs per phase ("sequential: arch", ...)."""
+    out = []
+    for s, v in summary["strategies"].items():
+        logs = v.get("surrogate") or {}
+        out += [(s, logs)] if "rounds" in logs else [(f"{s}: {p}", log) for p, log in logs.items()]
+    return out
+
+
 def _unscale(objective: str, v: float) -> float:
     """A normalisation bound back in the objective's own units (error -> accuracy, log -> value)."""
     import math

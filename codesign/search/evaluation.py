@@ -186,29 +186,23 @@ class Evaluation:
 def torch_to_onnx_names(module: torch.nn.Module, x: torch.Tensor, wl: Workload) -> dict[str, str]:
     """Match Conv2d/Linear modules to the ONNX layers with weights, in execution order.
 
-    torch's exporter keeps execution order, so the k-th weighted conv/linear call is the k-th
-    Conv/Gemm/MatMul-with-weights layer in the workload's topological order.  Shapes are
-    checked so that a mismatch is an error, never a silent mis-assignment.
+    torch's exporter keeps execution order, so the k-th weighted conv/linear call (as traced by
+    ``torch_trace``) is the k-th Conv/Gemm/MatMul-with-weights layer in the workload's
+    topological order.  Output widths are checked so that a mismatch is an error, never a
+    silent mis-assignment.
     """
-    calls: list[tuple[str, torch.nn.Module]] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod)))
-             for n, m in module.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and n]
-    try:
-        with torch.no_grad():
-            module.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    from codesign.frontends.torch_trace import trace_mac_layers
+
+    traced = trace_mac_layers(module, x).layers()
     onnx_layers = [l for l in wl.layers() if l.op in ("Conv", "Gemm", "MatMul") and l.params > 0]
-    if len(calls) != len(onnx_layers):
-        raise CodesignError(f"cannot match {len(calls)} torch conv/linear calls to {len(onnx_layers)} ONNX layers")
+    if len(traced) != len(onnx_layers):
+        raise CodesignError(f"cannot match {len(traced)} torch conv/linear calls to {len(onnx_layers)} ONNX layers")
+    width = lambda l: l.conv.k if l.conv is not None else (l.gemm.n if l.gemm is not None else None)
     out = {}
-    for (name, mod), layer in zip(calls, onnx_layers):
-        out_ch = mod.out_channels if isinstance(mod, torch.nn.Conv2d) else mod.out_features
-        got = layer.conv.k if layer.conv is not None else (layer.gemm.n if layer.gemm is not None else None)
-        if got != out_ch:
-            raise CodesignError(f"layer {name}: {out_ch} outputs in torch but {got} in ONNX layer {layer.name}")
-        out[name] = layer.name
+    for t, layer in zip(traced, onnx_layers):
+        if width(t) != width(layer):
+            raise CodesignError(f"layer {t.name}: {width(t)} outputs in torch but {width(layer)} in ONNX layer {layer.name}")
+        out[t.name] = layer.name
     return out
 
 
