@@ -112,3 +112,19 @@ def test_encoding_round_trips_and_predictor_is_monotone_in_bits(splits):
     assert np.all(pred.predict(high)[0] >= pred.predict(low)[0])
     again = AccuracyPredictor(Features(sp, enc.groups, sens, info), members=3, seed=0).fit(cands, acc)
     assert np.array_equal(again.predict(cands)[0], pred.predict(cands)[0])
+
+
+def test_default_accelerator_meets_the_hardware_budgets():
+    """The accelerator a strategy uses before it searches hardware respects the SRAM and area limits."""
+    from hwmodels.systolic import config_from_systolic
+    from hwmodels.systolic_cost import area_mm2
+    from codesign.search.encoding import default_hw
+
+    target = load_target("systolic")
+    ranges = {"rows": [8, 16, 32], "cols": [8, 16, 32], "ifmap_sram_kb": [8, 16, 32], "filter_sram_kb": [8, 16, 32],
+              "ofmap_sram_kb": [8, 16], "dataflow": ["ws", "os"], "dram_bandwidth_words": [4, 16]}
+    free = default_hw(target, ranges, None)
+    hw = default_hw(target, ranges, 64, max_area_mm2=1.0)
+    area = lambda h: float(area_mm2(config_from_systolic(target.systolic.default.model_copy(update=h)), target)[0])
+    assert area(free) > 1.0 >= area(hw) and sum(hw[k] for k in ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb")) <= 64
+    assert all(hw[k] in v for k, v in ranges.items())

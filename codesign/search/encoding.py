@@ -169,8 +169,11 @@ class Encoding:
         return Candidate(self.space.largest(), self.default_bits(), self.default_hw())
 
 
-def default_hw(target, hw_ranges: dict[str, list], max_sram_kb: float | None) -> dict:
-    """The template's default accelerator snapped into the searched ranges and shrunk to the SRAM budget."""
+def default_hw(target, hw_ranges: dict[str, list], max_sram_kb: float | None,
+               max_area_mm2: float | None = None, word_bits: int = 8) -> dict:
+    """The template's default accelerator snapped into the searched ranges, with its SRAMs shrunk to
+    the SRAM budget and its array shrunk to the area budget (at ``word_bits``): the accelerator a
+    strategy uses while it does not search hardware, so it must meet the hard hardware limits."""
     if target.systolic is None:
         return {}
     d = target.systolic.default
@@ -178,14 +181,26 @@ def default_hw(target, hw_ranges: dict[str, list], max_sram_kb: float | None) ->
     for k, values in hw_ranges.items():     # snap into the searched ranges
         if hw[k] not in values:
             hw[k] = values[0] if isinstance(hw[k], str) else min(values, key=lambda v: (abs(v - hw[k]), v))
-    while max_sram_kb is not None and sum(hw[k] for k in SRAMS) > max_sram_kb:
-        # shrink the biggest SRAM that can shrink, so the starting point meets the SRAM budget
-        options = [(hw[k], k) for k in SRAMS if any(v < hw[k] for v in hw_ranges.get(k, [getattr(d, k)]))]
-        if not options:
-            break
-        _, k = max(options)
-        hw[k] = max(v for v in hw_ranges.get(k, []) if v < hw[k])
+    _shrink(hw, SRAMS, hw_ranges, d, lambda h: max_sram_kb is not None and sum(h[k] for k in SRAMS) > max_sram_kb)
+    if max_area_mm2 is not None and target.area is not None:
+        from hwmodels.systolic import config_from_systolic
+        from hwmodels.systolic_cost import area_mm2
+
+        area = lambda h: float(area_mm2(config_from_systolic(d.model_copy(update={**h, "word_bits": word_bits})),
+                                        target)[0])
+        _shrink(hw, ("rows", "cols"), hw_ranges, d, lambda h: area(h) > max_area_mm2)
+        _shrink(hw, SRAMS, hw_ranges, d, lambda h: area(h) > max_area_mm2)
     return hw
+
+
+def _shrink(hw: dict, fields: tuple[str, ...], ranges: dict[str, list], default, too_big) -> None:
+    """Step the largest of ``fields`` down to its next value in the ranges while ``too_big(hw)``."""
+    while too_big(hw):
+        options = [(hw[k], k) for k in fields if any(v < hw[k] for v in ranges.get(k, [getattr(default, k)]))]
+        if not options:
+            return
+        _, k = max(options)
+        hw[k] = max(v for v in ranges.get(k, []) if v < hw[k])
 
 
 def _py(v):

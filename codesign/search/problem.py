@@ -62,7 +62,9 @@ class Problem:
 
         self.groups = group_slots(self.bit_slots, granularity, cfg.quantization.groups, self.sensitivity)
         self.encoding = Encoding(cfg, self.space, self.groups, self.hw_ranges, nested,
-                                 default_hw(self.target, self.hw_ranges, cfg.constraints.max_sram_kb))
+                                 default_hw(self.target, self.hw_ranges, cfg.constraints.max_sram_kb,
+                                            cfg.constraints.max_area_mm2,
+                                            min(cfg.quantization.bits, key=lambda b: (abs(b - 8), b))))
         from codesign.search.fastcost import FastCost
 
         self.fastcost = FastCost(self.evaluation, hw_grid)
