@@ -91,6 +91,15 @@ class NetworkCost:
         }
 
 
+def fixed_datapath_note(model: str, bits: BitAssignment | None, word_bits: int) -> list[str]:
+    """Models of a fixed-width datapath say so when asked for other bit-widths (never silently)."""
+    widths = {b.widest for b in ([bits.default] + list(bits.per_layer.values()))} if bits is not None else set()
+    if not widths - {word_bits}:
+        return []
+    return [f"{model} model: a fixed {word_bits}-bit datapath; the requested bits ({bits.label}) do not change "
+            f"its latency or energy"]
+
+
 def _milli(x: float | None) -> float | None:
     return None if x is None else x * 1e3
 

@@ -124,11 +124,14 @@ def parse_bit_pair(value: object, where: str) -> LayerBits:
             raise CodesignError(f"{where}: bit-width spec {value!r} not understood (use fp, w8a8, w4a8, ... "
                                 "or a .json/.toml per-layer map)")
         return LayerBits(check_bits(int(m.group(1)), where), check_bits(int(m.group(2)), where))
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(b, int) for b in value):
+    is_int = lambda b: isinstance(b, int) and not isinstance(b, bool)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(b) for b in value):
         return LayerBits(check_bits(int(value[0]), where), check_bits(int(value[1]), where))
     if isinstance(value, Mapping) and value and set(value) <= {"weight", "activation"}:
-        return LayerBits(check_bits(int(value.get("weight", FLOAT_BITS)), where),
-                         check_bits(int(value.get("activation", FLOAT_BITS)), where))
+        w, a = value.get("weight", FLOAT_BITS), value.get("activation", FLOAT_BITS)
+        if not (is_int(w) and is_int(a)):
+            raise CodesignError(f"{where}: weight and activation must be whole bit-widths, got {dict(value)!r}")
+        return LayerBits(check_bits(w, where), check_bits(a, where))
     raise CodesignError(f"{where}: expected 'w4a8', [4, 8] or {{weight = 4, activation = 8}}, got {value!r}")
 
 

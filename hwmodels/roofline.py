@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from hwmodels.targets import Target
 from hwmodels.workload import Layer, Workload
 from hwmodels.base import LayerCost, NetworkCost
-from hwmodels.bits import BitAssignment, LayerBits, compute_precision, precision_bits, precision_name
+from hwmodels.bits import FLOAT_BITS, BitAssignment, LayerBits, compute_precision, precision_bits, precision_name
+from hwmodels.fusion import VIEW_OPS
 
 # layout-only ops that runtimes execute as views (no copy, no kernel launch)
-FREE_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
-            "relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten", "relax.nn.dropout"}
+FREE_OPS = VIEW_OPS
 
 
 def default_bits(target: Target) -> LayerBits:
     """fp32 where the target has it, else its widest native integer precision."""
     if "fp32" in target.peak_gmacs:
-        return LayerBits(32, 32)
+        return LayerBits(FLOAT_BITS, FLOAT_BITS)
     widest = max(precision_bits(p) for p in target.peak_gmacs)
     return LayerBits(widest, widest)
 
@@ -123,9 +123,11 @@ def lane_utilization(layer: Layer, block: int) -> float:
 
 
 def weights_resident(target: Target, total_weight_bytes: float) -> bool:
-    """Weights stay on chip across inferences when they fit in half the largest on-chip level."""
+    """Weights stay on chip across inferences when they fit in the target's share (``[runtime]
+    weights_resident_fraction``, else half) of its largest on-chip level."""
     largest = max((m.size_bytes for m in target.on_chip), default=0.0)
-    return total_weight_bytes <= 0.5 * largest
+    frac = target.runtime.weights_resident_fraction if target.runtime is not None else 0.5
+    return largest > 0 and total_weight_bytes <= frac * largest
 
 
 class RooflineModel:
@@ -154,7 +156,7 @@ class RooflineModel:
             notes.append(f"{target.name} has no native {bits.default.widest}-bit compute for some layers; "
                          f"they ran at {', '.join(fallback)}")
         total_w = sum(t.weight_bytes for t in terms)
-        peak_act = workload.peak_activation_bytes() * min(bits.default.activation / 32.0, 1.0)
+        peak_act = workload.peak_activation_bytes() * min(bits.default.activation / FLOAT_BITS, 1.0)
         notes += fit_notes(target, total_w, peak_act)
         return NetworkCost(
             model=workload.name, target=target.name, cost_model=self.name, layers=costs,
@@ -188,13 +190,13 @@ class RooflineModel:
 
 def weight_bytes(layer: Layer, bits: LayerBits) -> int:
     """Parameters stored at the weight width; 32 means the model's own float width."""
-    if bits.weight >= 32:
+    if bits.weight >= FLOAT_BITS:
         return layer.weight_bytes
     return math.ceil(layer.params * bits.weight / 8)
 
 
 def act_bytes(nbytes: int, dtype_bytes: int, act_bits: int) -> int:
-    if act_bits >= 32 or dtype_bytes <= 0:
+    if act_bits >= FLOAT_BITS or dtype_bytes <= 0:
         return nbytes
     return math.ceil(nbytes / dtype_bytes * act_bits / 8)
 

@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hwmodels.base import LayerCost, NetworkCost
+from hwmodels.base import LayerCost, NetworkCost, fixed_datapath_note
 from hwmodels.bits import BitAssignment
 from hwmodels.errors import CodesignError
 from hwmodels.fusion import ACTIVATIONS, FusionRules, fuse
@@ -255,7 +255,7 @@ class RowStationaryModel:
         return NetworkCost(model=workload.name, target=target.name, cost_model=self.name, layers=costs,
                            latency_s=latency, energy_j=energy, macs=workload.macs, params=workload.params,
                            peak_memory_bytes=int(workload.weight_bytes + workload.peak_activation_bytes()),
-                           not_modelled=workload.not_modelled, notes=[])
+                           not_modelled=workload.not_modelled, notes=fixed_datapath_note(self.name, bits, 16))
 
 
 def _config(target: Target) -> RowStationary:

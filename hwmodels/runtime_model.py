@@ -22,7 +22,7 @@ from __future__ import annotations
 from hwmodels.base import LayerCost
 from hwmodels.bits import BitAssignment
 from hwmodels.fusion import RUNTIMES, fuse
-from hwmodels.roofline import RooflineModel, default_bits, layer_terms, weight_bytes
+from hwmodels.roofline import RooflineModel, default_bits, layer_terms, weight_bytes, weights_resident
 from hwmodels.targets import Target
 from hwmodels.workload import Workload
 
@@ -31,15 +31,6 @@ def kernel_overhead_s(target: Target, op_class: str) -> float:
     rt = target.runtime
     us = rt.kernel_overhead_us.get(op_class) if rt is not None else None
     return (target.overheads.per_layer_us if us is None else us) * 1e-6
-
-
-def weights_resident(target: Target, total_weight_bytes: float) -> bool:
-    """Weights stay cached across runs when they fit in the target's share of its last on-chip level."""
-    on_chip = [m.size_bytes for m in target.on_chip]
-    if not on_chip:
-        return False
-    frac = target.runtime.weights_resident_fraction if target.runtime is not None else 0.5
-    return total_weight_bytes <= frac * max(on_chip)
 
 
 class RuntimeModel(RooflineModel):

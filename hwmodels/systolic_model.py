@@ -11,7 +11,7 @@ from hwmodels.errors import CodesignError
 from hwmodels.targets import SystolicConfig, Target
 from hwmodels.workload import Workload
 from hwmodels.base import LayerCost, NetworkCost
-from hwmodels.bits import BitAssignment, LayerBits, precision_name, word_bits
+from hwmodels.bits import FLOAT_BITS, BitAssignment, LayerBits, precision_name, word_bits
 from hwmodels.roofline import act_bytes, fit_notes, weight_bytes
 from hwmodels.systolic import config_from_systolic, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
@@ -64,7 +64,7 @@ class SystolicCostModel:
         notes = [f"array {base.rows}x{base.cols} {base.dataflow}, {widest}-bit PEs, area {area:.3f} mm^2"]
         if off:
             notes.append(f"not on the array (zero cycles here): {', '.join(off)}")
-        peak_act = workload.peak_activation_bytes() * min(bits.default.activation / 32.0, 1.0)
+        peak_act = workload.peak_activation_bytes() * min(bits.default.activation / FLOAT_BITS, 1.0)
         notes += fit_notes(target, weights, peak_act)
         return NetworkCost(workload.name, target.name, self.name, costs, latency, energy, workload.macs,
                            workload.params, int(weights + peak_act), workload.not_modelled, notes, area_mm2=area)

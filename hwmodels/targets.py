@@ -276,7 +276,7 @@ def _bundled_dir() -> Path:
 
 def list_targets() -> dict[str, Path]:
     """Targets by name: the bundled files (by stem), then those plug-ins add."""
-    return {name: path for name, (path, _) in target_origins().items()}
+    return {name: path for name, (path, _) in target_origins().items() if path is not None}
 
 
 def target_origins() -> dict[str, tuple[Path, str]]:
@@ -284,17 +284,17 @@ def target_origins() -> dict[str, tuple[Path, str]]:
 
     A plug-in adds targets through the ``codesign.targets`` entry-point group: each entry
     point is a callable returning the path of a target TOML file.  A plug-in cannot replace
-    a bundled target; a broken one is an error naming it.
+    a bundled target.  A broken plug-in is listed with its error (path None) and is an error
+    only when its own target is asked for, so it cannot break the others.
     """
     out = {p.stem: (p, "built-in") for p in sorted(_bundled_dir().glob("*.toml"))}
     for ep in entry_points(group=TARGET_GROUP):
         if ep.name in out:
             continue
         try:
-            path = Path(ep.load()())
-        except Exception as e:   # third-party code: report it as bad input, naming the plug-in
-            raise CodesignError(f"target plug-in {ep.name!r} ({ep.value}) failed: {type(e).__name__}: {e}") from None
-        out[ep.name] = (path, origin(ep))
+            out[ep.name] = (Path(ep.load()()), origin(ep))
+        except Exception as e:   # third-party code: said where it is used, naming the plug-in
+            out[ep.name] = (None, f"{origin(ep)}: broken ({type(e).__name__}: {' '.join(str(e).split())[:120]})")
     return out
 
 
@@ -306,10 +306,12 @@ def load_target(name_or_path: str | Path) -> Target:
         if not path.is_file():
             raise CodesignError(f"target file not found: {path} (give a bundled name or an existing .toml path)")
     else:
-        known = list_targets()
+        known = target_origins()
         if text not in known:
             raise CodesignError(f"unknown target {text!r}; known targets: {', '.join(known)} (or give a path to a .toml)")
-        path = known[text]
+        path, where = known[text]
+        if path is None:
+            raise CodesignError(f"target {text!r} comes from a {where}; fix or uninstall that plug-in")
     return load_target_file(path)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwmodels.base import LayerCost, NetworkCost
+from hwmodels.base import LayerCost, NetworkCost, fixed_datapath_note
 from hwmodels.bits import BitAssignment
 from hwmodels.errors import CodesignError
 from hwmodels.fusion import fuse
@@ -95,7 +95,7 @@ class TiledModel:
         return NetworkCost(model=workload.name, target=target.name, cost_model=self.name, layers=costs,
                            latency_s=latency, energy_j=energy, macs=workload.macs, params=workload.params,
                            peak_memory_bytes=int(workload.weight_bytes + workload.peak_activation_bytes()),
-                           not_modelled=workload.not_modelled, notes=[])
+                           not_modelled=workload.not_modelled, notes=fixed_datapath_note(self.name, bits, 16))
 
 
 class TiledFitter:

@@ -134,6 +134,17 @@ def test_sigkill_then_resume_loses_no_trial(make_config, tmp_path):
                                "where state='COMPLETE' and objective=0").fetchall())
     assert all(after[n] == v for n, v in kept)
     assert json.loads((out / "pareto.json").read_text())["summary"]["strategies"]["joint"]["trials"] == 8
+    # a resumed study continues as an uninterrupted one would: same trials, none measured twice
+    whole = tmp_path / "whole"
+    run_cli("search", str(cfg), "--out", str(whole), "--strategy", "joint", check_rc=0)
+    with sqlite3.connect(whole / "study.db") as c:
+        uninterrupted = dict(c.execute("select number, value from trials join trial_values using(trial_id) "
+                                       "where state='COMPLETE' and objective=0").fetchall())
+    assert sorted(after.values()) == sorted(uninterrupted.values())
+    with sqlite3.connect(db) as c:
+        candidates = [v for (v,) in c.execute("select a.value_json from trial_user_attributes a join trials t "
+                                              "using(trial_id) where a.key = 'candidate' and t.state = 'COMPLETE'")]
+    assert len(set(candidates)) == len(candidates)
 
 
 @pytest.mark.parametrize("extra, fragment", [

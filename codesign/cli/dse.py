@@ -18,9 +18,10 @@ from rich.table import Table
 from codesign.cli.common import TARGET_HELP, InputShapeOpt
 from codesign.files import write_bytes, write_text
 from hwmodels.errors import CodesignError
+from hwmodels.targets import SystolicRanges
 
 OBJECTIVES = ("latency_ms", "energy_mj", "area_mm2")
-FIELDS = ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dataflow", "dram_bandwidth_words")
+FIELDS = tuple(SystolicRanges.model_fields)
 
 
 def load_ranges(target, ranges_path: Path | None):

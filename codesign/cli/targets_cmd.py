@@ -15,6 +15,10 @@ def targets(as_json: Annotated[bool, typer.Option("--json", help="print JSON ins
 
     rows = []
     for name, (path, origin) in target_origins().items():
+        if path is None:           # a broken plug-in: listed with its error, not loaded
+            rows.append({"name": name, "kind": "-", "description": origin, "precisions": [], "path": None,
+                         "origin": origin, "cost_model": "-", "validation": None})
+            continue
         t = load_target(path)
         v = t.validation
         rows.append({"name": name, "kind": t.kind, "description": t.description, "precisions": t.precisions,

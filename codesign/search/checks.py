@@ -1,6 +1,7 @@
 """Set-up checks of a search config against its target: fail before any training, in one line."""
 from __future__ import annotations
 
+from hwmodels.bits import VALID_BITS
 from hwmodels.errors import CodesignError
 from hwmodels.targets import Target
 
@@ -20,7 +21,7 @@ def check_target(cfg: SearchConfig, target: Target) -> str:
                             f"use auto or one of {', '.join(list_cost_models())}")
     if "area_mm2" in cfg.objectives and not is_template:
         raise CodesignError(f"objective area_mm2 needs an accelerator template target; {target.name!r} is a {target.kind}")
-    runnable = set(supported_bits(cfg.target.name)) | ({2, 4, 8, 16, 32} if is_template else set())
+    runnable = set(supported_bits(cfg.target.name)) | (set(VALID_BITS) if is_template else set())
     bad = [b for b in cfg.quantization.bits if b not in runnable]
     if bad:
         raise CodesignError(f"quantization.bits: target {target.name!r} cannot run {bad[0]}-bit layers "
@@ -35,12 +36,21 @@ def hardware_ranges(cfg: SearchConfig, target: Target) -> dict[str, list]:
             raise CodesignError("target.ranges given but the hardware is not searched (needs a template target "
                                 "and target.search_hardware = true)")
         return {}
+    from pydantic import ValidationError
+
+    from hwmodels.targets import SystolicRanges
+
     ranges = target.systolic.ranges.model_dump()
     for k, v in cfg.target.ranges.items():
         if k not in ranges:
             raise CodesignError(f"target.ranges.{k}: not a template field; use {', '.join(HW_FIELDS)}")
         ranges[k] = list(v)
-    return ranges
+    try:       # the same checks as a target file's [systolic.ranges], before any training
+        return SystolicRanges.model_validate(ranges).model_dump()
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = "".join(f".{p}" for p in err["loc"][:1])
+        raise CodesignError(f"target.ranges{loc}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def check_constraints(cfg: SearchConfig, target: Target, hw_ranges: dict[str, list]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codesign.search.pareto import as_minimization
+from codesign.search.pareto import as_minimization, hv_scale
 
 
 def beyond_sequential(joint: list, sequential: list, objectives: list[str]) -> list:
@@ -53,7 +53,7 @@ def _largest_gain(extra: list, seq: list, objectives: list[str]):
     from pymoo.indicators.hv import HV
 
     rows = [r.metrics for r in extra + seq]
-    f = as_minimization(rows, objectives)
+    f = hv_scale(rows, objectives)            # the scale the fronts are scored on
     lo, hi = f.min(axis=0), f.max(axis=0)
     z = (f - lo) / np.where(hi > lo, hi - lo, 1.0)
     hv = HV(ref_point=np.full(len(objectives), 1.1))

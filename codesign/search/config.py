@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hwmodels.bits import VALID_BITS
 from hwmodels.errors import CodesignError
 
 OBJECTIVES = ("accuracy", "latency_ms", "energy_mj", "area_mm2", "size_kb")
@@ -111,9 +112,9 @@ class SearchConfig(_Strict):
             raise ValueError("objectives: include 'accuracy' (a co-design search trades it against cost)")
         if not self.quantization.bits:
             raise ValueError("quantization.bits: the bit-width choices are empty")
-        bad = [b for b in self.quantization.bits if b not in (2, 4, 8, 16, 32)]
+        bad = [b for b in self.quantization.bits if b not in VALID_BITS]
         if bad:
-            raise ValueError(f"quantization.bits: {bad[0]} is not one of 2, 4, 8, 16, 32")
+            raise ValueError(f"quantization.bits: {bad[0]} is not one of {', '.join(map(str, VALID_BITS))}")
         for k, v in self.target.ranges.items():
             if not v:
                 raise ValueError(f"target.ranges.{k}: the range is empty")

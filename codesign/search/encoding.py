@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from codesign.search.config import SearchConfig
+from hwmodels.targets import SystolicRanges
 
-HW_FIELDS = ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dataflow", "dram_bandwidth_words")
+HW_FIELDS = tuple(SystolicRanges.model_fields)          # the template fields a search may set
 TRADEOFF = ("latency_ms", "energy_mj", "area_mm2")      # what a nested-hardware trade-off weighs
 TRADEOFF_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)           # genome values of one trade-off weight
 SRAMS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb")
@@ -35,10 +36,6 @@ class Candidate:
     @classmethod
     def from_json(cls, data: dict) -> "Candidate":
         return cls(dict(data["arch"]), {k: tuple(v) for k, v in data["bits"].items()}, dict(data["hw"]))
-
-    @property
-    def widest_bits(self) -> int:
-        return max((max(b) for b in self.bits.values()), default=8)
 
 
 @dataclass(frozen=True)
@@ -131,12 +128,17 @@ class Encoding:
     def suggest(self, trial, fixed: Candidate | None = None, search: tuple[str, ...] = ALL) -> Candidate:
         """Define-by-run choice of a candidate (an enqueued trial returns its fixed parameters)."""
         params = {}
-        for g in self.genes(search):
-            if g.param.startswith("hw.w_"):
-                params[g.param] = trial.suggest_float(g.param, 0.0, 1.0)
-            else:
-                params[g.param] = trial.suggest_categorical(g.param, list(g.options))
+        for name, dist in self.distributions(search).items():
+            params[name] = trial.suggest_float(name, dist.low, dist.high) if hasattr(dist, "low") else \
+                trial.suggest_categorical(name, list(dist.choices))
         return self.from_params(params, fixed, search)
+
+    def distributions(self, search: tuple[str, ...] = ALL) -> dict:
+        """The optuna distribution of every parameter ``suggest`` asks for."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        return {g.param: FloatDistribution(0.0, 1.0) if g.param.startswith("hw.w_") else
+                CategoricalDistribution(list(g.options)) for g in self.genes(search)}
 
     def initial_params(self, search: tuple[str, ...] = ALL) -> dict:
         """optuna parameters of the baseline candidate (largest arch, ~8-bit, the template's
@@ -161,12 +163,17 @@ class Encoding:
 
     def default_bits(self) -> dict[str, tuple[int, int]]:
         """The sequential baseline's starting bits: 8-bit where allowed, else the nearest choice."""
-        b = min(self.bit_choices, key=lambda x: (abs(x - 8), x))
+        b = default_width(self.bit_choices)
         return {s: (b, b) for s in self.slots}
 
     def baseline(self) -> Candidate:
         """Largest architecture, default bits, default hardware: where the sequential baseline starts."""
         return Candidate(self.space.largest(), self.default_bits(), self.default_hw())
+
+
+def default_width(choices) -> int:
+    """The baseline's bit-width: 8 where allowed, else the nearest choice (the narrower on a tie)."""
+    return min(choices, key=lambda x: (abs(x - 8), x))
 
 
 def default_hw(target, hw_ranges: dict[str, list], max_sram_kb: float | None,

@@ -9,7 +9,6 @@ deterministic for a given candidate.
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 
 import torch
@@ -120,10 +119,11 @@ class Evaluation:
         fidelity of a two-stage evaluation); ``accuracy_images`` says how many were used."""
         if "weights" in cand.hw:
             self.resolve_hw(cand)
-        if self.hw_invalid(cand.hw, cand.widest_bits) is not None:   # not measured: the hardware cannot run it
-            return dict(INVALID)
         module = self.module(cand.arch)
         bit_map = self.bit_map(cand, module)
+        widest = max((max(b) for b in bit_map.values()), default=8)    # of the layers the network has
+        if self.hw_invalid(cand.hw, widest) is not None:   # not measured: the hardware cannot run it
+            return dict(INVALID)
         acc, n = self.accuracy(cand, part, every)
         wl, assignment = self.assignment(cand, bit_map)
         cost = self._cost(wl, assignment, cand.hw)
@@ -142,7 +142,6 @@ class Evaluation:
         candidate, and per image independent of which others are measured."""
         from codesign.data import Split
 
-        torch.manual_seed(_seed_of(cand))          # fake-quant calibration samples: deterministic
         module = self.module(cand.arch)
         bit_map = self.bit_map(cand, module)
         full = {"val": self.splits.val, "test": self.splits.test}[part]
@@ -204,7 +203,3 @@ def torch_to_onnx_names(module: torch.nn.Module, x: torch.Tensor, wl: Workload) 
             raise CodesignError(f"layer {t.name}: {width(t)} outputs in torch but {width(layer)} in ONNX layer {layer.name}")
         out[t.name] = layer.name
     return out
-
-
-def _seed_of(cand: Candidate) -> int:
-    return int(hashlib.sha256(json.dumps(cand.to_json(), sort_keys=True, default=str).encode()).hexdigest()[:8], 16)

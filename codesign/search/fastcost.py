@@ -100,11 +100,11 @@ class FastCost:
         from hwmodels.workload import Workload
 
         hw = dict(cand.hw)
-        if self.ev.hw_invalid(hw, cand.widest_bits) is not None:
-            return {"invalid": 1.0, "hw": hw}
         layers, _, _, names, _ = self.layer_info(cand.arch)
         fallback = max(cand.bits.values(), default=(8, 8))
         per_layer = {n: LayerBits(*cand.bits.get(n, fallback)) for n in names}
+        if self.ev.hw_invalid(hw, max(word_bits(b) for b in per_layer.values())) is not None:
+            return {"invalid": 1.0, "hw": hw}
         wl = Workload("traced")
         for i, l in enumerate(layers):
             wl.add_layer(l)
@@ -124,15 +124,12 @@ class FastCost:
             c = Candidate(cand.arch, cand.bits, dict(cand.hw))
             if "weights" in c.hw:
                 self.ev.resolve_hw(c)
-            if self.ev.hw_invalid(c.hw, c.widest_bits) is not None:
-                self._slow[key] = {"invalid": 1.0, "hw": c.hw}
-            else:
-                wl, cost = self.ev.cost(c)
-                m = {"latency_ms": cost.latency_s * 1e3, "energy_mj": (cost.energy_j or 0.0) * 1e3,
-                     "size_kb": sum(l.weight_bytes for l in cost.layers) / 1024, "hw": c.hw}
-                if self.ev.is_template:
-                    m.update(area_mm2=cost.area_mm2 or 0.0, sram_kb=float(sum(c.hw[k] for k in SRAMS)))
-                self._slow[key] = m
+            wl, cost = self.ev.cost(c)
+            m = {"latency_ms": cost.latency_s * 1e3, "energy_mj": (cost.energy_j or 0.0) * 1e3,
+                 "size_kb": sum(l.weight_bytes for l in cost.layers) / 1024, "hw": c.hw}
+            if self.ev.is_template:
+                m.update(area_mm2=cost.area_mm2 or 0.0, sram_kb=float(sum(c.hw[k] for k in SRAMS)))
+            self._slow[key] = m
             if len(self._slow) > self.cache_size:
                 self._slow.popitem(last=False)
         return self._slow[key]

@@ -22,9 +22,10 @@ from hwmodels.bits import BitAssignment, word_bits
 from hwmodels.errors import CodesignError
 from hwmodels.systolic import ArrayConfigs, SystolicLayers, layers_from_workload, simulate
 from hwmodels.systolic_cost import area_mm2, energy_pj
+from hwmodels.targets import SystolicRanges
 from hwmodels.workload import Workload
 
-FIELDS = ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dataflow", "dram_bandwidth_words")
+FIELDS = tuple(SystolicRanges.model_fields)       # rows, cols, three SRAMs, dataflow, DRAM bandwidth
 _ROW_FIELDS = ("ifmap_h", "ifmap_w", "filt_h", "filt_w", "channels", "num_filters", "stride_h", "stride_w", "batch", "repeat")
 
 

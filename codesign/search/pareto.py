@@ -41,10 +41,15 @@ def front_indices(rows: list[dict], objectives: list[str]) -> list[int]:
 def hv_scale(rows: list[dict], objectives: list[str], linear: bool = False) -> np.ndarray:
     """Objectives on the hypervolume's scale: error linear, costs as logs (or all linear)."""
     f = as_minimization(rows, objectives)
-    if not linear:
-        for j, o in enumerate(objectives):
-            if o not in MAXIMIZE:
-                f[:, j] = np.log(np.maximum(f[:, j], 1e-12))
+    return f if linear else log_costs(f, objectives)
+
+
+def log_costs(f: np.ndarray, objectives: list[str]) -> np.ndarray:
+    """A minimisation matrix with its cost columns (all but accuracy) as logarithms."""
+    f = np.array(f, dtype=float, copy=True)
+    for j, o in enumerate(objectives):
+        if o not in MAXIMIZE:
+            f[:, j] = np.log(np.maximum(f[:, j], 1e-12))
     return f
 
 

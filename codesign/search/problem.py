@@ -12,7 +12,7 @@ from pathlib import Path
 from codesign.search.checks import check_constraints, check_target, hardware_ranges
 from codesign.search.config import SearchConfig
 from codesign.search.constraints import violations
-from codesign.search.encoding import Candidate, Encoding, default_hw
+from codesign.search.encoding import Candidate, Encoding, default_hw, default_width
 from codesign.search.evaluation import Evaluation
 from hwmodels.errors import CodesignError
 from hwmodels.targets import Target, load_target
@@ -64,7 +64,7 @@ class Problem:
         self.encoding = Encoding(cfg, self.space, self.groups, self.hw_ranges, nested,
                                  default_hw(self.target, self.hw_ranges, cfg.constraints.max_sram_kb,
                                             cfg.constraints.max_area_mm2,
-                                            min(cfg.quantization.bits, key=lambda b: (abs(b - 8), b))))
+                                            default_width(cfg.quantization.bits)))
         from codesign.search.fastcost import FastCost
 
         self.fastcost = FastCost(self.evaluation, hw_grid)
@@ -80,11 +80,14 @@ class Problem:
         return AccuracyPredictor(features, members=self.cfg.search.ensemble, seed=seed)
 
     def key(self, cand: Candidate) -> str:
-        """What determines a measured accuracy: the network and its bits (not the hardware)."""
+        """What determines a measured accuracy: the network and the bits of the layers it has (not
+        the hardware, nor bits of slots the architecture leaves out)."""
         import json
 
+        _, _, present = self.fastcost.features(cand.arch)
+        fallback = max(cand.bits.values(), default=(8, 8))
         return json.dumps([self.space.key(self.space.validate(cand.arch)),
-                           [cand.bits.get(s) for s in self.bit_slots]], default=str)
+                           [list(cand.bits.get(s, fallback)) for s in present]], default=str)
 
     def _train_supernet(self, out_dir: Path):
         """The supernet's sub-network evaluator (trained once, then reused), or None for spaces without one."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -76,9 +77,13 @@ def _sampler(cfg: SearchConfig, n_trials: int, seed: int, algorithm: str):
 
 
 def _open_study(name: str, cfg: SearchConfig, out: Path, sampler) -> optuna.Study:
+    """Create or resume a study; ``sampler(n)`` is seeded by the trials it already holds, so a resumed
+    sampler does not replay the random stream of the first run."""
     directions = ["maximize" if o in MAXIMIZE else "minimize" for o in cfg.objectives]
     study = optuna.create_study(study_name=name, storage=storage_url(out), directions=directions,
-                                sampler=sampler, load_if_exists=True)
+                                sampler=sampler(0), load_if_exists=True)
+    if study.get_trials(deepcopy=False):
+        study.sampler = sampler(len(study.get_trials(deepcopy=False)))
     _requeue_interrupted(study)
     return study
 
@@ -139,7 +144,7 @@ class Runner:
     def _measure(self, cand: Candidate, study: optuna.Study) -> tuple[dict, float]:
         if self.cfg.search.fidelity != "two-stage":
             return self.problem.evaluation.evaluate(cand), 1.0
-        return two_stage(self.problem, cand, front(_rows(study, "", ""), self.cfg.objectives),
+        return two_stage(self.problem, cand, front(_rows(study, "", "", carried=True), self.cfg.objectives),
                          self.cfg.search.low_fidelity_every)
 
     def _report(self, label: str, study: optuna.Study, total: int) -> None:
@@ -158,22 +163,40 @@ class Runner:
             study.optimize(objective, n_trials=1, catch=())
             self._report(label, study, budget)
 
-    def _active(self, study: optuna.Study, budget: int, fixed, search, label: str, seed: int) -> None:
-        """Random initial trials, then rounds: fit the predictor, search the surrogate, measure its batch."""
+    def _random_trial(self, study: optuna.Study, fixed, search, seed: int) -> None:
+        """Queue one random candidate not measured yet.  Drawn from (seed, completed trials), so a
+        resumed study continues exactly as an uninterrupted one would."""
+        enc, seen = self.problem.encoding, {self.problem.key(r.candidate) for r in _rows(study, "", "", carried=True)}
+        rng = np.random.default_rng([seed, _done(study)])
+        genes = enc.genes(search)
+        for _ in range(64):
+            cand = enc.decode(np.array([rng.integers(len(g.options)) for g in genes]), fixed, search)
+            if self.problem.key(cand) not in seen:
+                break
+        study.enqueue_trial(enc.to_params(cand, search), skip_if_exists=False)
+
+    def _active(self, study: optuna.Study, budget: int, fixed, search, label: str, seed: int,
+                n_init: int | None = None, known: list[Row] = ()) -> None:
+        """Random initial trials, then rounds: fit the predictor (on this study's trials and ``known``
+        ones the strategy measured earlier), search the surrogate, measure its batch."""
         from codesign.search.surrogate import propose
 
         s = self.cfg.search
         objective = self._objective(fixed, search)
-        n_init = min(budget, s.initial or max(4, budget // 4))
+        n_init = min(budget, n_init if n_init is not None else (s.initial or max(4, budget // 4)))
         log = self.logs.setdefault(label, StrategyLog())
+        log.rounds = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("round_")]   # after a resume
         while _left(study, budget) and time.monotonic() < self.deadline:
             waiting = _waiting(study)
-            if waiting or _spent(study) < n_init:      # queued proposals first; then the random initial design
+            if not waiting and _spent(study) < n_init:     # the random initial design, one trial at a time
+                self._random_trial(study, fixed, search, seed)
+                waiting = 1
+            if waiting:                                    # queued proposals (and corners) first
                 study.optimize(objective, n_trials=max(1, min(waiting, _left(study, budget))), catch=())
                 self._report(label, study, budget)
                 continue
-            measured = [(r.candidate, r.metrics) for r in _rows(study, "", "")]
-            usable = [(c, m) for c, m in measured if not m.get("invalid")]
+            own = [(r.candidate, r.metrics) for r in _rows(study, "", "", carried=True)]
+            usable = [(c, m) for c, m in own + [(r.candidate, r.metrics) for r in known] if not m.get("invalid")]
             predictor = self.problem.predictor(seed)
             cands, acc = [c for c, _ in usable], [m["accuracy"] for _, m in usable]
             predictor.fit(cands, acc)
@@ -181,26 +204,34 @@ class Runner:
             k = min(s.batch, _left(study, budget))
             done = _done(study)
             picks, stats = propose(self.problem.encoding, search, fixed, predictor, self.problem.fastcost, self.cfg,
-                                   measured, k, seed + done, s.population, s.generations, s.exploration,
-                                   {self.problem.key(c) for c, _ in measured}, self.problem.key, s.arch_pool)
+                                   own, k, seed + done, s.population, s.generations, s.exploration,
+                                   {self.problem.key(c) for c, _ in own}, self.problem.key, s.arch_pool)
             log.rounds.append({**quality.to_json(), "scored": stats.scored, "seconds": stats.seconds,
                                "architectures": stats.pool, "proposed": len(picks)})
             study.set_user_attr(f"round_{done:04d}", log.rounds[-1])
             if not picks:      # the predictor's front holds nothing new: measure a random candidate instead
-                study.optimize(objective, n_trials=1, catch=())
+                self._random_trial(study, fixed, search, seed)
             for c in picks:
                 study.enqueue_trial(self.problem.encoding.to_params(c, search), skip_if_exists=False)
 
-    def _phase(self, name: str, budget: int, fixed, search, label: str, seed: int, algorithm: str) -> optuna.Study:
-        surrogate = self.cfg.search.method == "surrogate" and algorithm != "random"
-        sampler = _sampler(self.cfg, budget, seed, "random" if surrogate else algorithm)
-        study = _open_study(name, self.cfg, self.out, sampler)
+    def _phase(self, name: str, budget: int, fixed, search, label: str, seed: int, algorithm: str,
+               carried: Row | None = None, known: list[Row] = ()) -> optuna.Study:
+        """One study: corners first (minus the carried row, already measured by an earlier phase),
+        then the budget spent by the surrogate, the sampler, or at random."""
+        surrogate = self.cfg.search.method == "surrogate" or algorithm == "random"
+        study = _open_study(name, self.cfg, self.out, lambda n: _sampler(self.cfg, budget, seed * 7919 + n, algorithm))
         if not study.get_trials(deepcopy=False):      # every strategy and phase starts from the same corners
+            if carried is not None:
+                _carry(study, carried, self.problem.encoding.to_params(carried.candidate, search),
+                       self.problem.encoding.distributions(search), self.cfg.objectives)
+            have = {self.problem.key(r.candidate) for r in _rows(study, "", "", carried=True)}
             for params in self.problem.encoding.corner_params(search)[:budget]:
-                study.enqueue_trial(params)
+                if self.problem.key(self.problem.encoding.from_params(params, fixed, search)) not in have:
+                    study.enqueue_trial(params)
         self._report(label, study, budget)
         if surrogate:
-            self._active(study, budget, fixed, search, label, seed)
+            self._active(study, budget, fixed, search, label, seed, n_init=budget if algorithm == "random" else None,
+                         known=known)
         else:
             self._direct(study, budget, fixed, search, label)
         return study
@@ -222,36 +253,48 @@ class Runner:
         return rows + self.hardware_tradeoffs(rows, "random")
 
     def sequential(self) -> list[Row]:
+        """Architecture, then bits, then hardware.  Hardware costs no measurement where the exact
+        trade-off points exist (a systolic grid); otherwise it is a measured phase of its own."""
         self._start_clock()
         surrogate = self.cfg.search.method == "surrogate"
-        hw_measured = bool(self.problem.hw_ranges) and not surrogate
-        phases = ["arch", "bits"] + (["hw"] if hw_measured else [])
+        hw_free = self.problem.hw_grid is not None
+        phases = ["arch", "bits"] + (["hw"] if self.problem.hw_ranges and not hw_free else [])
         per = [self.cfg.budget.trials // len(phases)] * len(phases)
         per[0] += self.cfg.budget.trials - sum(per)
-        fixed = self.problem.encoding.baseline()
+        fixed, chosen = self.problem.encoding.baseline(), None
         rows: list[Row] = []
         tag = "surrogate" if surrogate else self.cfg.algorithm
         for i, (phase, n) in enumerate(zip(phases, per)):
             study = self._phase(f"sequential-{phase}-{tag}-s{self.cfg.seed}", n, fixed, (phase,),
-                                f"sequential: {phase}", self.cfg.seed + 100 + i, self.cfg.algorithm)
+                                f"sequential: {phase}", self.cfg.seed + 100 + i, self.cfg.algorithm,
+                                carried=chosen, known=rows)
             phase_rows = _rows(study, "sequential", phase)
             rows += phase_rows
             if not phase_rows:
                 return rows
-            fixed = pick(phase_rows, self.cfg.objectives).candidate
-        if self.problem.hw_ranges and surrogate:      # hardware last: every trade-off for the chosen network
-            final = [r for r in rows if r.candidate.to_json() == fixed.to_json()][:1]
-            rows += self.hardware_tradeoffs(final, "sequential", phase="hw")
+            chosen = pick(_rows(study, "sequential", phase, carried=True), self.cfg.objectives)
+            fixed = chosen.candidate
+        if self.problem.hw_ranges and hw_free:        # hardware last: every trade-off for the chosen network
+            rows += self.hardware_tradeoffs([chosen], "sequential", phase="hw")
         return rows
 
     def hardware_tradeoffs(self, rows: list[Row], strategy: str, phase: str | None = None) -> list[Row]:
         return hardware_tradeoffs(self.problem, rows, strategy, phase, self.cfg.search.hw_tradeoffs)
 
 
-def _rows(study: optuna.Study, strategy: str, phase: str) -> list[Row]:
+def _carry(study: optuna.Study, row: Row, params: dict, dists: dict, objectives: list[str]) -> None:
+    """Put an earlier phase's measured row into this phase's study (costing nothing: no new measurement)."""
+    attrs = {"candidate": row.candidate.to_json(), "metrics": row.metrics, "cost": 0.0, "carried": True,
+             "constraints": [] if row.feasible else [1.0]}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs,
+                                              values=[row.metrics[o] for o in objectives], state=TrialState.COMPLETE))
+
+
+def _rows(study: optuna.Study, strategy: str, phase: str, carried: bool = False) -> list[Row]:
+    """The study's measured trials (those carried over from an earlier phase only with ``carried``)."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "metrics" not in t.user_attrs:
+        if "metrics" not in t.user_attrs or (t.user_attrs.get("carried") and not carried):
             continue
         cand = Candidate.from_json(t.user_attrs["candidate"])
         m = t.user_attrs["metrics"]

@@ -21,7 +21,7 @@ import numpy as np
 from codesign.search.config import MAXIMIZE
 from codesign.search.constraints import violations
 from codesign.search.encoding import Candidate, Encoding
-from codesign.search.pareto import as_minimization, front_indices
+from codesign.search.pareto import as_minimization, front_indices, log_costs
 
 
 @dataclass
@@ -173,7 +173,9 @@ def propose(encoding: Encoding, search: tuple[str, ...], fixed: Candidate | None
     base = [_points(fastcost, c, lattice, m["accuracy"], cfg.objectives) for c, m in measured
             if not m.get("invalid") and m.get("fidelity", "full") == "full"]
     base = np.vstack(base) if base else np.zeros((0, len(cfg.objectives)))
-    picks = [pool_c[i] for i in _greedy_hypervolume(pool_sets, base, k)]
+    # on the scale the fronts are scored on (pareto.hv_scale: costs as logarithms)
+    picks = [pool_c[i] for i in _greedy_hypervolume([log_costs(p, cfg.objectives) for p in pool_sets],
+                                                    log_costs(base, cfg.objectives), k)]
     names = {key(c) for c in picks}
     for x in rng.permutation(X):          # too few new predicted-front points: explore the population
         if len(picks) >= k:
