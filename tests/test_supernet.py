@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import torch
@@ -102,9 +101,8 @@ def test_checkpoint_roundtrip_and_reuse(trained, splits, tmp_path):
     # train_or_load: trains once, then reuses the file keyed by space + config + data
     cfg = TrainConfig(epochs=1, n_random=0, seed=1)
     _, p1, reused1 = train_or_load(space, splits, cfg, tmp_path / "cache")
-    t = time.perf_counter()
     _, p2, reused2 = train_or_load(space, splits, cfg, tmp_path / "cache")
-    assert (reused1, reused2) == (False, True) and p1 == p2 and time.perf_counter() - t < 2
+    assert (reused1, reused2) == (False, True) and p1 == p2
     assert checkpoint_key(space, cfg, splits) != checkpoint_key(space, TrainConfig(epochs=2), splits)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CodesignError, match="not a readable codesign checkpoint"):

@@ -114,7 +114,11 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     from codesign.search.compare import compare
 
     summary = write_fronts(out, rows, cfg.objectives, test_acc, problem.key, logs,
-                           comparison=compare(problem, fronts, cfg.objectives))
+                           comparison=compare(problem, fronts, cfg.objectives), usage=runner.usage)
+    for s, u in runner.usage.items():
+        if u["stopped_by_wall_clock"]:
+            console.print(f"[yellow]note:[/] {s} stopped at budget.minutes after {u['spent']:g} of {u['budget']} "
+                          f"measured evaluations; raise budget.minutes for the full budget")
     main = "joint" if fronts.get("joint") else next(s for s in fronts if fronts[s])
     if pick_index is not None and not 0 <= pick_index < len(fronts[main]):
         raise CodesignError(f"--pick {pick_index}: the {main} front has {len(fronts[main])} members (0..{len(fronts[main]) - 1})")

@@ -18,7 +18,7 @@ from codesign.search.rows import Row, front
 
 def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: list[str],
                  test_accuracy: dict[str, float], key, logs: dict[str, dict] | None = None,
-                 comparison: dict | None = None) -> dict:
+                 comparison: dict | None = None, usage: dict[str, dict] | None = None) -> dict:
     """pareto.csv / pareto.json: every front member with its candidate and measured metrics;
     hypervolume of each strategy's front on one shared normalisation (reference point and
     normalisation stated in the summary); the surrogate's predictor quality and throughput.
@@ -41,6 +41,7 @@ def write_fronts(out: Path, rows_by_strategy: dict[str, list[Row]], objectives: 
             "hardware_tradeoff_points": sum(r.derived for r in rows_by_strategy[s]),
             "front_size": len(f),
             "hypervolume": hypervolume([r.metrics for r in f], objectives, norm) if norm is not None else 0.0,
+            **({"budget": usage[s]} if usage and s in usage else {}),
             **({"surrogate": logs[s]} if logs and logs.get(s) else {}),
         }
     if "joint" in fronts and "sequential" in fronts:

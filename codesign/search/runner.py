@@ -122,6 +122,7 @@ class Runner:
         self.progress = progress or (lambda *a: None)
         self.deadline = 0.0
         self.logs: dict[str, StrategyLog] = {}
+        self.usage: dict[str, dict] = {}      # strategy -> measured budget spent, and whether the clock stopped it
 
     def _start_clock(self) -> None:
         """Each strategy gets the same wall-clock cap (budget.minutes) besides its trial budget."""
@@ -242,6 +243,7 @@ class Runner:
         tag = self.cfg.search.method if self.cfg.search.method == "surrogate" else self.cfg.algorithm
         study = self._phase(f"joint-{tag}-s{self.cfg.seed}", self.cfg.budget.trials, None, ALL, "joint",
                             self.cfg.seed, self.cfg.algorithm)
+        self._use("joint", [(study, self.cfg.budget.trials)])
         rows = _rows(study, "joint", "joint")
         return rows + self.hardware_tradeoffs(rows, "joint")
 
@@ -249,6 +251,7 @@ class Runner:
         self._start_clock()
         study = self._phase(f"random-s{self.cfg.seed}", self.cfg.budget.trials, None, ALL, "random",
                             self.cfg.seed + 200, "random")
+        self._use("random", [(study, self.cfg.budget.trials)])
         rows = _rows(study, "random", "random")
         return rows + self.hardware_tradeoffs(rows, "random")
 
@@ -264,10 +267,13 @@ class Runner:
         fixed, chosen = self.problem.encoding.baseline(), None
         rows: list[Row] = []
         tag = "surrogate" if surrogate else self.cfg.algorithm
+        studies = []
         for i, (phase, n) in enumerate(zip(phases, per)):
             study = self._phase(f"sequential-{phase}-{tag}-s{self.cfg.seed}", n, fixed, (phase,),
                                 f"sequential: {phase}", self.cfg.seed + 100 + i, self.cfg.algorithm,
                                 carried=chosen, known=rows)
+            studies.append((study, n))
+            self._use("sequential", studies)
             phase_rows = _rows(study, "sequential", phase)
             rows += phase_rows
             if not phase_rows:
@@ -280,6 +286,12 @@ class Runner:
 
     def hardware_tradeoffs(self, rows: list[Row], strategy: str, phase: str | None = None) -> list[Row]:
         return hardware_tradeoffs(self.problem, rows, strategy, phase, self.cfg.search.hw_tradeoffs)
+
+    def _use(self, strategy: str, studies: list[tuple[optuna.Study, int]]) -> None:
+        """What the strategy spent of its budget, and whether budget.minutes cut it short."""
+        self.usage[strategy] = {"budget": self.cfg.budget.trials,
+                                "spent": round(sum(_spent(s) for s, _ in studies), 4),
+                                "stopped_by_wall_clock": any(_left(s, n) > 0 for s, n in studies)}
 
 
 def _carry(study: optuna.Study, row: Row, params: dict, dists: dict, objectives: list[str]) -> None:
