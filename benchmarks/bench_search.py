@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=None, help="override budget.trials")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--method", choices=["surrogate", "direct"], default=None, help="override search.method")
+    ap.add_argument("--carry", choices=["knee", "accuracy"], default=None,
+                    help="override search.carry: what the sequential strategy hands from one phase to the next")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     base = load_config(args.config)
@@ -44,6 +46,8 @@ def main() -> None:
         base.budget.trials = args.trials
     if args.method:
         base.search.method = args.method
+    if args.carry:
+        base.search.carry = args.carry
     base.budget.minutes = 120
     out = Path(args.out or f"benchmarks/out/search-{Path(args.config).stem}-{base.search.method}")
     base.supernet.checkpoint_dir = str(out / "checkpoints")
@@ -111,6 +115,7 @@ def markdown(payload: dict, args) -> str:
     results = payload["results"]
     lines = [f"`python benchmarks/bench_search.py --config {args.config} --seeds {' '.join(map(str, args.seeds))}"
              + (f" --trials {args.trials}" if args.trials else "") + (f" --method {args.method}" if args.method else "")
+             + (f" --carry {args.carry}" if args.carry else "")
              + f"` — {dt.date.today()}; {payload['trials']} measured evaluations per strategy; setup (supernet, "
              f"{payload['sensitivity_evaluations']} sensitivity evaluations) {payload['setup_seconds']:.0f} s, shared.", "",
              "| seed | HV joint | HV sequential | HV random | joint/sequential | test-accuracy HV j/s/r | "

@@ -74,6 +74,9 @@ class SearchSection(_Strict):
                            "in one round (the measured front's, their mutations, random ones)")
     hw_tradeoffs: int = Field(default=3, ge=1, description="divisions of the latency/energy/area simplex: the "
                               "hardware trade-off points added to the front for each measured network")
+    # what the sequential strategy carries from one phase to the next: the knee of the phase's front
+    # (closest to the ideal point, each objective scaled over the front) or its most accurate member
+    carry: Literal["knee", "accuracy"] = "knee"
 
 
 class Constraints(_Strict):

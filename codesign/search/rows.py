@@ -30,6 +30,16 @@ def front(rows: list[Row], objectives: list[str]) -> list[Row]:
     return [pool[i] for i in front_indices([r.metrics for r in pool], objectives)]
 
 
+def phase_choice(rows: list[Row], objectives: list[str], rule: str) -> Row:
+    """The row a sequential phase hands on: the front's knee, or its most accurate member (the knee
+    among equally accurate ones)."""
+    if rule == "knee":
+        return pick(rows, objectives)
+    f = front(rows, objectives) or rows
+    best = max(r.metrics["accuracy"] for r in f)
+    return pick([r for r in f if r.metrics["accuracy"] == best], objectives)
+
+
 def pick(rows: list[Row], objectives: list[str], index: int | None = None) -> Row:
     f = front(rows, objectives) or rows
     if index is not None:

@@ -38,7 +38,7 @@ from codesign.search.encoding import ALL, Candidate
 from codesign.search.fidelity import two_stage
 from codesign.search.pareto import front_indices
 from codesign.search.problem import Problem
-from codesign.search.rows import Row, front, pick
+from codesign.search.rows import Row, front, phase_choice
 from codesign.search.tradeoffs import hardware_tradeoffs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -278,7 +278,8 @@ class Runner:
             rows += phase_rows
             if not phase_rows:
                 return rows
-            chosen = pick(_rows(study, "sequential", phase, carried=True), self.cfg.objectives)
+            chosen = phase_choice(_rows(study, "sequential", phase, carried=True), self.cfg.objectives,
+                             self.cfg.search.carry)
             fixed = chosen.candidate
         if self.problem.hw_ranges and hw_free:        # hardware last: every trade-off for the chosen network
             rows += self.hardware_tradeoffs([chosen], "sequential", phase="hw")
