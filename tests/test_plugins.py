@@ -2,7 +2,7 @@
 
 The test builds a throw-away plug-in distribution (a package plus its .dist-info metadata with
 entry points) in a temporary folder, puts it on the path of a fresh ``python -m codesign``
-process, and uses its target and cost model through `analyze`, `check`, `targets` and `--version`.
+process, and uses its target and cost model through `analyze`, `check`, `search`, `targets` and `--version`.
 """
 import json
 import textwrap
@@ -102,3 +102,40 @@ def test_registered_cost_model_is_found_by_name():
         register_cost_model("roofline", Constant)
     with pytest.raises(CodesignError, match="unknown cost model 'nope'"):
         get_cost_model("nope")
+
+
+SEARCH = """
+seed = 0
+objectives = ["accuracy", "latency_ms"]
+[space]
+name = "small-cnn"
+options = {{ stage_channels = [8, 16], strides = [1, 2], depths = [1, 2], widths = [0.5, 1.0], kernels = [3] }}
+[data]
+source = "digits"
+[supernet]
+epochs = 2
+checkpoint_dir = "{ckpt}"
+[target]
+name = "plugin-device"
+cost_model = "plugin-macs"
+[quantization]
+bits = [8]
+[budget]
+trials = 3
+minutes = 10
+"""
+
+
+@pytest.mark.slow
+def test_plugin_target_and_cost_model_in_search(plugin_path, tmp_path):
+    cfg = tmp_path / "plugin.toml"
+    cfg.write_text(SEARCH.format(ckpt=tmp_path / "ckpt"))
+    out = tmp_path / "out"
+    _run(plugin_path, "search", str(cfg), "--out", str(out), "--strategy", "joint", check_rc=0)
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    assert front
+    from hwmodels.targets import load_target
+
+    peak = max(load_target("host").peak_gmacs.values()) * 1e9
+    for member in front:       # the plug-in's own figure: MACs / peak, nothing of the built-in models
+        assert member["latency_ms"] == pytest.approx(member["macs"] / peak * 1e3, rel=1e-6)
