@@ -116,6 +116,18 @@ def macs_of(sample) -> float:
     return float(sum(w.macs for w in (sample if isinstance(sample, list) else [sample])))
 
 
+def weight_bytes_of(sample) -> float:
+    return float(sum(w.weight_bytes for w in (sample if isinstance(sample, list) else [sample])))
+
+
+def size_ranges(samples) -> dict:
+    """[smallest, largest] MACs (millions) and weights (KB) of the networks a target is checked on:
+    `analyze` says when a network lies outside them."""
+    macs = [macs_of(s) / 1e6 for s in samples]
+    kb = [weight_bytes_of(s) / 1024 for s in samples]
+    return {"macs_m": [min(macs), max(macs)], "weight_kb": [min(kb), max(kb)]}
+
+
 def predict_ms(target, samples) -> np.ndarray:
     model = get_cost_model(target.cost_model or "roofline")
     memo: dict[int, float] = {}
@@ -208,12 +220,51 @@ def cmd_validate(args) -> None:
         for label, m in r.items():
             print(f"| `{dev.target}` ({dev.column}, {dev.protocol}) | {label} | {len(rows)} | {fmt(m)} |")
         if args.write_validation and not args.source:
-            write_validation(dev, shipped, r, len(rows), today)
+            write_validation(dev, shipped, r, len(rows), today, held_out_ranges(df, held))
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "validate.json").write_text(json.dumps(results, indent=1))
 
 
-def write_validation(dev: Device, shipped, r: dict, n: int, today: str) -> None:
+def held_out_ranges(df, held) -> dict:
+    """Size ranges of the held-out rows, each as the sum of all its table entries (stem to classifier;
+    the whole network's MACs and weights, without ~0.6 s of export per row)."""
+    return size_ranges([sample_of(df, i, "lut") for i in held])
+
+
+def cmd_ranges(args) -> None:
+    """Write only the size ranges into the bundled targets' [validation] tables (no refit)."""
+    df = load_table(Path(args.data))
+    _, held = split(df)
+    fbnet_ranges = held_out_ranges(df, held)
+    for dev in DEVICES:
+        if not args.targets or dev.target in args.targets:
+            write_ranges(list_targets()[dev.target], fbnet_ranges)
+            print(dev.target, fbnet_ranges)
+    if not args.targets or "host" in args.targets:
+        from codesign.frontends.onnx_frontend import load_onnx
+
+        wls = [load_onnx(p) for name, p in host_networks(df, OUT / "host") if name != "fbnet"]
+        write_ranges(list_targets()["host"], size_ranges(wls))
+        print("host", size_ranges(wls))
+
+
+def write_ranges(path: Path, ranges: dict) -> None:
+    """Put (or replace) macs_m and weight_kb in the [validation] table of a target file."""
+    text = path.read_text()
+    block = re.search(r"^\[validation\]\n(?:(?!^\[).*\n?)*", text, flags=re.M)
+    if block is None:
+        raise SystemExit(f"{path}: no [validation] table to add size ranges to")
+    lines = [l for l in block.group(0).rstrip("\n").splitlines() if not re.match(r"(macs_m|weight_kb) = ", l)]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    lines += [f"macs_m = [{ranges['macs_m'][0]:.2f}, {ranges['macs_m'][1]:.2f}]   # smallest, largest of those networks",
+              f"weight_kb = [{ranges['weight_kb'][0]:.1f}, {ranges['weight_kb'][1]:.1f}]"]
+    tail = text[block.end():]
+    path.write_text(text[:block.start()] + "\n".join(lines) + "\n" + ("\n" + tail.lstrip("\n") if tail.strip() else ""))
+    load_target(path)       # still a valid target
+
+
+def write_validation(dev: Device, shipped, r: dict, n: int, today: str, ranges: dict | None = None) -> None:
     """Rewrite the [validation] table of the bundled target file with the held-out figures."""
     m = r[f"{shipped.cost_model} (shipped, fitted on training rows)"]
     protocol = {"lut": "each row as the sum of its standalone blocks, as the table was measured",
@@ -229,11 +280,11 @@ def write_validation(dev: Device, shipped, r: dict, n: int, today: str) -> None:
                            shipped.cost_model, today, "python benchmarks/bench_devices.py validate --write-validation",
                            ["Li et al., HW-NAS-Bench, ICLR 2021, arXiv 2103.10584",
                             "Lee et al., HELP: Hardware-Adaptive Efficient Latency Prediction, NeurIPS 2021 (github HayeonLee/HELP)"],
-                           "FBNet-space (HW-NAS-Bench)")
+                           "FBNet-space (HW-NAS-Bench)", ranges)
 
 
 def write_validation_table(path: Path, data: str, m: dict, n: int, macs_rho: float, cost_model: str, today: str,
-                           command: str, sources: list[str], family: str) -> None:
+                           command: str, sources: list[str], family: str, ranges: dict | None = None) -> None:
     block = (
         "[validation]\n"
         f'data = "{data}"\n'
@@ -255,6 +306,8 @@ def write_validation_table(path: Path, data: str, m: dict, n: int, macs_rho: flo
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+    if ranges:
+        write_ranges(path, ranges)
     load_target(path)       # still a valid target
 
 
@@ -375,7 +428,7 @@ def cmd_host(args) -> None:
         write_validation_table(list_targets()["host"], data, m, len(others), macs_rho, fitted.cost_model,
                                dt.date.today().isoformat(), f"python benchmarks/bench_devices.py host --rounds {args.rounds} "
                                "--write-validation", ["Dong & Yang, NAS-Bench-201, ICLR 2020 (the cell space)"],
-                               "random-CNN and NAS-Bench-201-like")
+                               "random-CNN and NAS-Bench-201-like", size_ranges(wls))
 
 
 KERNEL_CLASSES = ("conv", "pointwise_conv", "depthwise_conv", "grouped_conv", "matmul", "pool", "elementwise",
@@ -424,8 +477,10 @@ def main() -> None:
     h.add_argument("--prior", type=float, default=cal.PRIOR_WEIGHT)
     h.add_argument("--fit-out", help="write the FBNet-fitted host target here")
     h.add_argument("--write-validation", action="store_true", help="write the zero-shot figures into targets/host.toml")
+    g = sub.add_parser("ranges", help="write only the size ranges of the validation networks into the targets")
+    g.add_argument("--targets", nargs="*")
     args = ap.parse_args()
-    {"fit": cmd_fit, "validate": cmd_validate, "host": cmd_host}[args.cmd](args)
+    {"fit": cmd_fit, "validate": cmd_validate, "host": cmd_host, "ranges": cmd_ranges}[args.cmd](args)
 
 
 if __name__ == "__main__":

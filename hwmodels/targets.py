@@ -144,6 +144,10 @@ class Runtime(_Strict):
         return v
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 class Validation(_Strict):
     """On what data the target was checked and with what error: stated beside every estimate."""
 
@@ -160,6 +164,23 @@ class Validation(_Strict):
     command: str = ""
     sources: list[str] = Field(default_factory=list)
     notes: str = ""
+    macs_m: list[float] | None = Field(default=None, min_length=2, max_length=2,
+                                       description="[smallest, largest] MACs of those networks, millions")
+    weight_kb: list[float] | None = Field(default=None, min_length=2, max_length=2,
+                                          description="[smallest, largest] weights of those networks, KB")
+
+    def outside(self, macs: float, weight_bytes: float) -> str:
+        """A note when a network lies outside the sizes the target was checked on (its fitted
+        figures are then extrapolated and the stated error does not apply), else ''."""
+        out = []
+        for label, value, span, unit in (("MACs", macs / 1e6, self.macs_m, "M"),
+                                         ("weights", weight_bytes / 1024, self.weight_kb, " KB")):
+            if span is not None and not span[0] <= value <= span[1]:
+                out.append(f"{label} {_num(value)}{unit} (checked on {_num(span[0])}-{_num(span[1])}{unit})")
+        if not out:
+            return ""
+        return ("outside the networks this target was validated on: " + ", ".join(out)
+                + "; the estimate is extrapolated and the stated error does not apply")
 
     def stated_error(self, cost_model: str | None = None) -> str:
         """One line for beside an estimate: the error this target showed on held-out data."""

@@ -195,6 +195,7 @@ def test_target_loads_with_validation(name):
     assert v is not None, f"{name} has no [validation] table"
     assert v.networks >= 20 and v.date and v.data and v.cost_model == t.cost_model
     assert 0 < v.median_error_pct <= v.p90_error_pct
+    assert v.macs_m and v.weight_kb and 0 < v.macs_m[0] < v.macs_m[1] and 0 < v.weight_kb[0] < v.weight_kb[1]
     if name != "host":
         assert "HW-NAS-Bench" in v.data and any("2103.10584" in s for s in v.sources)
         assert any("HW-NAS-Bench" in s for s in t.sources)
@@ -230,3 +231,25 @@ def test_cli_shows_the_validation(tmp_path, monkeypatch):
         out = run_cli("analyze", str(onnx_path), "--target", name, check_rc=0).stdout
         v = load_target(name).validation
         assert "stated error" in out and f"median {v.median_error_pct:.1f}%" in out
+
+
+def test_analyze_and_check_say_when_a_network_is_outside_the_validated_sizes(tmp_path):
+    """An FBNet row is inside what the Pi target was checked on; AlexNet (655 MMACs, 233 MB of
+    weights) is far outside what the Xeon target was checked on, and both commands say so."""
+    import json
+
+    from conftest import LIGHT, run_cli
+
+    row = ROWS["raspberry-pi-4"][2][0][1]
+    inside = fbnet.export_network(row.split(), tmp_path / "fbnet_row.onnx")
+    v = json.loads(run_cli("analyze", str(inside), "--target", "raspberry-pi-4", "--json", "-",
+                           check_rc=0).stdout)["validation"]
+    assert v["in_range"] is True and "range_note" not in v
+    alexnet = str(LIGHT / "light_bvlc_alexnet.onnx")
+    v = json.loads(run_cli("analyze", alexnet, "--target", "xeon-gold-6226", "--json", "-",
+                           check_rc=0).stdout)["validation"]
+    assert v["in_range"] is False and "MACs 655M" in v["range_note"] and "weights" in v["range_note"]
+    gate = run_cli("check", alexnet, "-t", "xeon-gold-6226", "--max-latency-ms", "1e6", check_rc=0).stdout
+    assert "PASS" in gate and "outside the networks this target was validated on" in gate
+    t = load_target("xeon-gold-6226").validation
+    assert t.outside(50e6, 8000 * 1024) == ""            # inside both ranges: nothing to say

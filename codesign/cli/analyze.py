@@ -46,11 +46,16 @@ def analyze(
     result = get_cost_model(name).estimate(workload, tgt, assignment)
     payload = result.to_json()
     stated = tgt.validation.stated_error(name) if tgt.validation is not None else ""
+    beyond = ""
     if tgt.validation is not None:
         payload["validation"] = {"median_error_pct": tgt.validation.median_error_pct,
                                  "p90_error_pct": tgt.validation.p90_error_pct, "spearman": tgt.validation.spearman,
                                  "networks": tgt.validation.networks, "cost_model": tgt.validation.cost_model,
                                  "data": tgt.validation.data}
+        beyond = tgt.validation.outside(workload.macs, workload.weight_bytes)
+        payload["validation"]["in_range"] = not beyond
+        if beyond:
+            payload["validation"]["range_note"] = beyond
     if measure:
         payload["measured_latency_ms"] = _measure(model, workload, bool(shapes))
     if plot is not None:
@@ -59,7 +64,7 @@ def analyze(
         plot_roofline(result, tgt, plot)
     if emit_json(payload, json_out):
         return
-    _print(result, payload, top, stated)
+    _print(result, payload, top, stated, beyond)
 
 
 def _measure(model: Path, workload, reshaped: bool) -> float:
@@ -77,7 +82,7 @@ def _measure(model: Path, workload, reshaped: bool) -> float:
     return us / 1e3
 
 
-def _print(result: NetworkCost, payload: dict, top: int, stated: str = "") -> None:
+def _print(result: NetworkCost, payload: dict, top: int, stated: str = "", beyond: str = "") -> None:
     console = Console()
     layers = sorted(result.layers, key=lambda l: -l.latency_s)
     shown = layers if top <= 0 else layers[:top]
@@ -95,6 +100,8 @@ def _print(result: NetworkCost, payload: dict, top: int, stated: str = "") -> No
                   f"peak memory {result.peak_memory_bytes / 2**20:.2f} MiB")
     if stated:
         console.print(f"  ({stated})")
+    if beyond:
+        console.print(f"  [yellow]{beyond}[/]")
     if "measured_latency_ms" in payload:
         m = payload["measured_latency_ms"]
         console.print(f"measured (onnxruntime) {m:.3f} ms   predicted/measured {result.latency_s * 1e3 / m:.2f}x")

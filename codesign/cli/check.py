@@ -52,6 +52,8 @@ def check(
                "actual": actual, "budgets": {k: v for k, v in budgets.items() if v is not None},
                "over_budget": sorted(over)}
     verdict["dominant_layers"] = _dominant(cost, over, top)
+    if tgt.validation is not None:         # a gate should know when the estimate is extrapolated
+        verdict["range_note"] = tgt.validation.outside(workload.macs, workload.weight_bytes)
     if not emit_json(verdict, json_out):
         _print(verdict, over)
     if over:
@@ -81,3 +83,5 @@ def _print(verdict: dict, over: dict) -> None:
             console.print(f"  {l['name']} ({l['op']}): {l['share_pct']:.1f}%, bound by {l['bound']}")
     else:
         console.print(f"[green]PASS[/] {verdict['model']} on {verdict['target']}")
+    if verdict.get("range_note"):
+        console.print(f"[yellow]note:[/] {verdict['range_note']}")
