@@ -193,7 +193,7 @@ def cmd_validate(args) -> None:
           f"(seeded permutation of `sample`, seed {SPLIT_SEED}); 20-sample calibrations: mean of 5 draws from the training rows\n")
     print("| target (column, protocol) | model | held-out nets | Spearman | median err | p90 err | within ±10% |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    results = {}
+    results, ranges = {}, None
     for dev in DEVICES:
         if args.targets and dev.target not in args.targets:
             continue
@@ -220,7 +220,8 @@ def cmd_validate(args) -> None:
         for label, m in r.items():
             print(f"| `{dev.target}` ({dev.column}, {dev.protocol}) | {label} | {len(rows)} | {fmt(m)} |")
         if args.write_validation and not args.source:
-            write_validation(dev, shipped, r, len(rows), today, held_out_ranges(df, held))
+            ranges = ranges or held_out_ranges(df, held)      # the same rows for every device: once
+            write_validation(dev, shipped, r, len(rows), today, ranges)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "validate.json").write_text(json.dumps(results, indent=1))
 
@@ -248,19 +249,24 @@ def cmd_ranges(args) -> None:
         print("host", size_ranges(wls))
 
 
+VALIDATION_BLOCK = r"^\[validation\]\n(?:(?!^\[).*\n?)*"     # the table, up to the next one
+
+
+def range_lines(ranges: dict) -> str:
+    return (f"macs_m = [{ranges['macs_m'][0]:.2f}, {ranges['macs_m'][1]:.2f}]   # smallest, largest of those networks\n"
+            f"weight_kb = [{ranges['weight_kb'][0]:.1f}, {ranges['weight_kb'][1]:.1f}]\n")
+
+
 def write_ranges(path: Path, ranges: dict) -> None:
     """Put (or replace) macs_m and weight_kb in the [validation] table of a target file."""
     text = path.read_text()
-    block = re.search(r"^\[validation\]\n(?:(?!^\[).*\n?)*", text, flags=re.M)
+    block = re.search(VALIDATION_BLOCK, text, flags=re.M)
     if block is None:
         raise SystemExit(f"{path}: no [validation] table to add size ranges to")
-    lines = [l for l in block.group(0).rstrip("\n").splitlines() if not re.match(r"(macs_m|weight_kb) = ", l)]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    lines += [f"macs_m = [{ranges['macs_m'][0]:.2f}, {ranges['macs_m'][1]:.2f}]   # smallest, largest of those networks",
-              f"weight_kb = [{ranges['weight_kb'][0]:.1f}, {ranges['weight_kb'][1]:.1f}]"]
-    tail = text[block.end():]
-    path.write_text(text[:block.start()] + "\n".join(lines) + "\n" + ("\n" + tail.lstrip("\n") if tail.strip() else ""))
+    kept = "".join(l for l in block.group(0).strip("\n").splitlines(keepends=True)
+                   if not re.match(r"(macs_m|weight_kb) = ", l)).rstrip("\n") + "\n"
+    tail = text[block.end():].lstrip("\n")
+    path.write_text(text[:block.start()] + kept + range_lines(ranges) + ("\n" + tail if tail else ""))
     load_target(path)       # still a valid target
 
 
@@ -299,15 +305,14 @@ def write_validation_table(path: Path, data: str, m: dict, n: int, macs_rho: flo
         f'date = "{today}"\n'
         f'command = "{command}"\n'
         "sources = [" + ", ".join(f'"{x}"' for x in sources) + "]\n"
+        + (range_lines(ranges) if ranges else "")
     )
     text = path.read_text()
-    if re.search(r"^\[validation\]\n", text, flags=re.M):
-        text = re.sub(r"^\[validation\]\n(?:(?!^\[).*\n?)*", block, text, flags=re.M)
+    if re.search(VALIDATION_BLOCK, text, flags=re.M):
+        text = re.sub(VALIDATION_BLOCK, lambda _: block, text, flags=re.M)
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
-    if ranges:
-        write_ranges(path, ranges)
     load_target(path)       # still a valid target
 
 

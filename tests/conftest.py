@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# the small space and data every test search uses (trains in seconds on digits)
+TINY_SPACE = """[space]
+name = "small-cnn"
+options = { stage_channels = [8, 16], strides = [1, 2], depths = [1, 2], widths = [0.5, 1.0], kernels = [3] }
+[data]
+source = "digits"
+"""
+
 
 @pytest.fixture(scope="session")
 def light_dir() -> Path:

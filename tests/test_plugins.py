@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import LIGHT, REPO, run_cli_process
+from conftest import LIGHT, REPO, TINY_SPACE, run_cli_process
 
 PLUGIN = '''
 from pathlib import Path
@@ -107,11 +107,7 @@ def test_registered_cost_model_is_found_by_name():
 SEARCH = """
 seed = 0
 objectives = ["accuracy", "latency_ms"]
-[space]
-name = "small-cnn"
-options = {{ stage_channels = [8, 16], strides = [1, 2], depths = [1, 2], widths = [0.5, 1.0], kernels = [3] }}
-[data]
-source = "digits"
+{space}
 [supernet]
 epochs = 2
 checkpoint_dir = "{ckpt}"
@@ -129,7 +125,7 @@ minutes = 10
 @pytest.mark.slow
 def test_plugin_target_and_cost_model_in_search(plugin_path, tmp_path):
     cfg = tmp_path / "plugin.toml"
-    cfg.write_text(SEARCH.format(ckpt=tmp_path / "ckpt"))
+    cfg.write_text(SEARCH.format(ckpt=tmp_path / "ckpt", space=TINY_SPACE))
     out = tmp_path / "out"
     _run(plugin_path, "search", str(cfg), "--out", str(out), "--strategy", "joint", check_rc=0)
     front = json.loads((out / "pareto.json").read_text())["front"]

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, TINY_SPACE, run_cli
 
 pytestmark = pytest.mark.slow   # searches: supernet training and trials
 
@@ -19,11 +19,7 @@ TINY = """
 seed = {seed}
 algorithm = "{algorithm}"
 objectives = ["accuracy", "latency_ms", "energy_mj", "area_mm2"]
-[space]
-name = "small-cnn"
-options = {{ stage_channels = [8, 16], strides = [1, 2], depths = [1, 2], widths = [0.5, 1.0], kernels = [3] }}
-[data]
-source = "digits"
+{space}
 [supernet]
 epochs = 3
 checkpoint_dir = "{ckpt}"
@@ -47,7 +43,7 @@ def make_config(tmp_path_factory):
 
     def make(name="cfg", seed=0, trials=6, algorithm="nsga2", extra=""):
         p = root / f"{name}.toml"
-        p.write_text(TINY.format(seed=seed, trials=trials, algorithm=algorithm, ckpt=ckpt) + extra)
+        p.write_text(TINY.format(seed=seed, trials=trials, algorithm=algorithm, ckpt=ckpt, space=TINY_SPACE) + extra)
         return p
     return make
 
