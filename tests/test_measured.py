@@ -77,8 +77,20 @@ def _key():
     return "onnxruntime", machine_fingerprint("onnxruntime"), 1, "all"
 
 
-def _lowest_ms(path, rounds=5):
-    return min(measure_onnx_latency_ms(path, repeats=20, warmup=3, min_time_s=0.02)["fast_ms"] for _ in range(rounds))
+_GATE: list = []
+
+
+def _lowest_ms(path, rounds=6):
+    """The network's fastest quiet round, as the store's kernels were measured in quiet moments:
+    a shared machine runs 1.3-2x slower for spells of up to tens of seconds (hwmodels.quiet), and
+    a whole-network time taken in one would be compared with kernels timed outside it (a CI run
+    failed so: 0.209 ms measured against 0.103 ms predicted, where this machine gives 0.085/0.071).
+    One gate for the module, so its notion of "fast" is learned across the tests."""
+    if not _GATE:
+        _GATE.append(QuietGate())
+    gate = _GATE[0]
+    gate.wait_quiet(max_wait_s=10.0)
+    return measure_onnx_latency_ms(path, repeats=20, warmup=3, min_time_s=0.03, rounds=rounds, gate=gate)["fast_ms"]
 
 
 def test_fusion_is_onnxruntimes_and_maps_back(nets):
