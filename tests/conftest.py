@@ -77,3 +77,12 @@ def splits():
     from codesign.data import load_splits
 
     return load_splits("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright (tests/browser.py): skipped without one, failed on CI."""
+    from browser import launch_browser
+
+    with launch_browser() as b:
+        yield b
