@@ -212,3 +212,83 @@ def test_two_stage_fidelity_and_random_floor(make_config, tmp_path):
     floor = tmp_path / "random"
     run_cli("search", str(make_config("floor", trials=4)), "--out", str(floor), "--strategy", "random", check_rc=0)
     assert json.loads((floor / "pareto.json").read_text())["summary"]["strategies"]["random"]["trials"] == 4
+
+
+def test_report_opens_in_a_real_browser_and_rebuilds_identically(finished_run, browser, tmp_path):
+    """report.html in headless chromium: no console errors or requests, every panel of every plot has
+    data, axes span it, the chosen design's tables are there; `codesign report DIR` rebuilds the
+    same page and fronts from what the search saved, without running anything."""
+    from browser import assert_clean, assert_plots_have_data, inspect_page
+
+    out, _ = finished_run
+    page = inspect_page(browser, out / "report.html", tmp_path / "search_report.png")
+    assert_clean(page)
+    assert_plots_have_data(page)
+    titles = " | ".join(p["title"] for p in page.plots)
+    for expected in ("every objective pair", "fronts across all objectives", "convergence", "roofline"):
+        assert expected in titles, titles
+    pairs = next(p for p in page.plots if "every objective pair" in p["title"])
+    assert len(pairs["subplots"]) == 6                     # 4 objectives: one panel per pair
+    stars = [t for t in pairs["traces"] if t["name"] == "chosen design"]
+    assert len(stars) == 6 and all(t["points"] == 1 for t in stars)   # one star per panel
+    roof = next(p for p in page.plots if "roofline" in p["title"])
+    assert all(a["type"] == "log" for a in roof["axes"].values())
+    tables = {t["id"] for t in page.tables}
+    assert {"strategies", "accuracy", "architecture", "accelerator", "layers", "files"} <= tables
+    layers = next(t for t in page.tables if t["id"] == "layers")
+    assert layers["first_row"][:5] == ["layer", "op", "MACs", "weight bits", "activation bits"]
+    assert (tmp_path / "search_report.png").stat().st_size > 10_000
+
+    from codesign.report.search_report import convergence_curves
+    from codesign.search.saved import load
+
+    inputs = load(out)
+    curves = convergence_curves(inputs.rows, inputs.objectives)
+    summary = json.loads((out / "pareto.json").read_text())["summary"]["strategies"]
+    for s, pts in curves.items():          # each curve ends at the strategy's reported hypervolume
+        assert pts[-1][1] == pytest.approx(summary[s]["hypervolume"], rel=1e-9)
+        assert all(a[1] <= b[1] + 1e-12 for a, b in zip(pts, pts[1:]))     # a front only grows
+
+    before = {f: (out / f).read_bytes() for f in ("report.html", "pareto.json", "pareto.csv")}
+    (out / "report.html").unlink()
+    run_cli("report", str(out), check_rc=0)
+    assert {f: (out / f).read_bytes() for f in before} == before
+
+
+def test_report_of_a_folder_without_a_search_is_a_clear_error(tmp_path):
+    r = run_cli("report", str(tmp_path), check_rc=2)
+    assert "report_data.json not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_of_a_500_trial_study_stays_small_and_opens(finished_run, browser, tmp_path):
+    """Size scales with the study: 500 measured trials per strategy (three strategies, eight hardware
+    trade-off points each) -- the tiny run's rows repeated with jittered metrics -- stay under 5 MB
+    with plotly inlined, and the page still renders every panel."""
+    import dataclasses
+
+    from browser import assert_clean, assert_plots_have_data, inspect_page
+    from codesign.report.search_report import write_search_report
+    from codesign.search.saved import load
+
+    out, _ = finished_run
+    inputs = load(out)
+    rng = np.random.default_rng(0)
+    rows = {}
+    for s in ("joint", "sequential", "random"):
+        base = [r for r in inputs.rows["joint"] if not r.derived]
+        grown = []
+        for n in range(500):
+            r = base[n % len(base)]
+            m = {**r.metrics, **{k: r.metrics[k] * float(rng.uniform(0.5, 2.0)) for k in ("latency_ms", "energy_mj", "area_mm2")},
+                 "accuracy": float(min(1.0, r.metrics["accuracy"] * rng.uniform(0.8, 1.2)))}
+            grown.append(dataclasses.replace(r, strategy=s, number=n, metrics=m))
+            grown += [dataclasses.replace(r, strategy=s, number=n, derived=True,
+                                          metrics={**m, "latency_ms": m["latency_ms"] * float(rng.uniform(0.7, 1.4))})
+                      for _ in range(8)]
+        rows[s] = grown
+    summary = json.loads((out / "pareto.json").read_text())["summary"]
+    big = write_search_report(tmp_path / "big.html", dataclasses.replace(inputs, rows=rows), summary)
+    assert big.stat().st_size < 5_000_000, big.stat().st_size
+    page = inspect_page(browser, big, tmp_path / "big.png")
+    assert_clean(page)
+    assert_plots_have_data(page)

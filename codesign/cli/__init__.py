@@ -52,7 +52,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def _register() -> None:
     """Every command module imports only light modules at its top: torch and TVM load inside commands."""
-    from codesign.cli import analyze, calibrate, check, dse, profile, search, simulate, targets_cmd, train
+    from codesign.cli import analyze, calibrate, check, dse, profile, report_cmd, search, simulate, targets_cmd, train
 
     app.command("analyze")(analyze.analyze)
     app.command("check")(check.check)
@@ -64,6 +64,7 @@ def _register() -> None:
     app.command("train-supernet")(train.train_supernet)
     app.command("evaluate")(train.evaluate)
     app.command("search")(search.search)
+    app.command("report")(report_cmd.report)
 
 
 _register()

@@ -24,6 +24,7 @@ def analyze(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write a roofline plot (PNG) with each layer as a point")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="also run the whole network with onnxruntime on this machine (1 thread; lowest quiet round of 5) and print measured vs predicted")] = False,
     top: Annotated[int, typer.Option("--top", help="layers shown in the table (slowest first); 0 = all")] = 20,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained HTML report: per-layer table and bars, roofline")] = None,
 ) -> None:
     """Estimate latency, energy and memory of MODEL on a target, layer by layer."""
     from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
@@ -62,6 +63,10 @@ def analyze(
         from codesign.report.roofline_plot import plot_roofline
 
         plot_roofline(result, tgt, plot)
+    if html_out is not None:
+        from codesign.report.model_report import write_model_report
+
+        write_model_report(html_out, result, tgt, assignment, payload.get("validation"))
     if emit_json(payload, json_out):
         return
     _print(result, payload, top, stated, beyond)

@@ -109,6 +109,7 @@ def dse(
     word_bits: Annotated[Optional[int], typer.Option("--word-bits", help="operand width in bits (default: template's)")] = None,
     input_shape: InputShapeOpt = None,
     top: Annotated[int, typer.Option("--top", help="Pareto rows to print")] = 15,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report of the sweep (front plots and table) to this path")] = None,
 ) -> None:
     """Sweep a systolic template's ranges: latency, energy, area per config; Pareto front as CSV/JSON/plot."""
     from codesign.cli.simulate import load_layers
@@ -145,6 +146,10 @@ def dse(
                "objectives": list(OBJECTIVES), "pareto": rows}
     write_text(out / "pareto.json", json.dumps(summary, indent=2) + "\n", "--out")
     _plot(obj, mask, out / "pareto.png", f"{model.name} on {t.name}: {len(configs):,} configs")
+    if html_out is not None:
+        from codesign.report.model_report import write_dse_report
+
+        write_dse_report(html_out, summary, obj, mask, f"{model.name} on {t.name}: {len(configs):,} configs")
     c = Console()
     table = Table(title=f"Pareto front ({len(rows)} of {len(configs):,} configs)")
     for col in ("rows", "cols", "dataflow", "ifmap KB", "filter KB", "ofmap KB", "BW", "latency ms", "energy mJ", "area mm2"):

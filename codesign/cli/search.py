@@ -73,11 +73,11 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
 
 
 def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console) -> None:
-    from codesign.report.html import write_report
     from codesign.search.artifacts import write_design, write_fronts
     from codesign.search.problem import Problem
     from codesign.search.rows import front, pick
     from codesign.search.runner import Runner
+    from codesign.search.saved import ReportInputs
 
     with console.status("preparing: data, supernet (trained once, then reused), target"):
         problem = Problem(cfg, out, log=lambda m: console.print(f"  {m}"))
@@ -126,8 +126,39 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
     with console.status("exporting the chosen design (ONNX, QDQ ONNX, TVM module, accelerator)"):
         design = write_design(out, problem, chosen)
         _, cost = problem.evaluation.cost(chosen.candidate)
-        write_report(out / "report.html", cfg.objectives, rows, fronts, summary, design, cost, problem.target)
+    inputs = ReportInputs(cfg.objectives, rows, [(c.to_json(), a) for c, a in _test_pairs(fronts, test_acc, problem.key)],
+                          logs, summary.get("joint_vs_sequential"), runner.usage, design, cost, problem.target, {})
+    write_outputs(out, inputs)
     _print(console, summary, design, out)
+
+
+def _test_pairs(fronts: dict, test_acc: dict, key) -> list:
+    """(candidate, test accuracy) of every front member, once per network and bits."""
+    from codesign.search.saved import candidate_key
+
+    seen, out = set(), []
+    for f in fronts.values():
+        for r in f:
+            if key(r.candidate) in test_acc and candidate_key(r.candidate) not in seen:
+                seen.add(candidate_key(r.candidate))
+                out.append((r.candidate, test_acc[key(r.candidate)]))
+    return out
+
+
+DESIGN_FILES = ["model.onnx", "model.qdq.onnx", "accelerator.toml", "model_tvm.so", "design.json", "pareto.csv",
+                "pareto.json", "study.db"]
+
+
+def write_outputs(out: Path, inputs) -> dict:
+    """report_data.json, then report.html from it: the one path both `search` and `report` take."""
+    from codesign.report.search_report import file_sizes, write_search_report
+    from codesign.search.saved import save
+
+    summary = json.loads((out / "pareto.json").read_text())["summary"]
+    inputs.files = file_sizes(out, DESIGN_FILES)
+    save(out, inputs)
+    write_search_report(out / "report.html", inputs, summary)
+    return summary
 
 
 def _phase_logs(logs: dict, strategy: str) -> dict:
@@ -157,4 +188,4 @@ def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
     console.print(f"test accuracy: fake-quant {design['accuracy_test_fake_quant']:.4f}, "
                   f"model.qdq.onnx (onnxruntime) {design['accuracy_test_qdq_onnxruntime']:.4f}")
     console.print(f"artifacts in {out}: pareto.csv, pareto.json, model.onnx, model.qdq.onnx, "
-                  + ("accelerator.toml, " if "accelerator" in design else "") + "model_tvm.so, report.html, study.db")
+                  + ("accelerator.toml, " if "accelerator" in design else "") + "model_tvm.so, report.html, report_data.json, study.db")

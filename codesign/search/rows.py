@@ -17,6 +17,7 @@ class Row:
     candidate: Candidate
     derived: bool = False        # a hardware trade-off point of a measured network (no new accuracy measurement)
     fidelity: str = "full"       # "low": accuracy on a subset of the validation split only (never on a front)
+    predicted: dict | None = None   # the surrogate's accuracy prediction when it proposed this trial
 
     def flat(self) -> dict:
         return {"strategy": self.strategy, "phase": self.phase, "trial": self.number, "feasible": self.feasible,

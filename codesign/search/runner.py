@@ -212,8 +212,10 @@ class Runner:
             study.set_user_attr(f"round_{done:04d}", log.rounds[-1])
             if not picks:      # the predictor's front holds nothing new: measure a random candidate instead
                 self._random_trial(study, fixed, search, seed)
-            for c in picks:
-                study.enqueue_trial(self.problem.encoding.to_params(c, search), skip_if_exists=False)
+            mean, spread = predictor.predict(picks) if picks else ([], [])
+            for c, mu, sd in zip(picks, mean, spread):      # kept to show predicted vs measured in the report
+                study.enqueue_trial(self.problem.encoding.to_params(c, search), skip_if_exists=False,
+                                    user_attrs={"predicted": {"accuracy": float(mu), "spread": float(sd)}})
 
     def _phase(self, name: str, budget: int, fixed, search, label: str, seed: int, algorithm: str,
                carried: Row | None = None, known: list[Row] = ()) -> optuna.Study:
@@ -312,5 +314,5 @@ def _rows(study: optuna.Study, strategy: str, phase: str, carried: bool = False)
         cand = Candidate.from_json(t.user_attrs["candidate"])
         m = t.user_attrs["metrics"]
         out.append(Row(strategy, phase, t.number, m, feasible(t.user_attrs.get("constraints", [])), cand,
-                       fidelity=m.get("fidelity", "full")))
+                       fidelity=m.get("fidelity", "full"), predicted=t.user_attrs.get("predicted")))
     return out
