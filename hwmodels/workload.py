@@ -105,6 +105,8 @@ class Workload:
         self.graph = graph if graph is not None else nx.DiGraph()
         self.graph_inputs: dict[str, tuple[int, ...]] = {}
         self.graph_outputs: dict[str, tuple[int, ...]] = {}
+        self.weights_read = True          # False: built from shapes only (e.g. an absent external weight file)
+        self.notes: list[str] = []        # what the frontend wants the user to know (e.g. weights not read)
 
     def add_layer(self, layer: Layer) -> None:
         if layer.name in self.graph:

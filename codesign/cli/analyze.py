@@ -45,7 +45,9 @@ def analyze(
     if name == "systolic" and tgt.systolic is None:
         raise CodesignError(f"--cost-model systolic needs a template target with a [systolic] table; {tgt.name!r} has none")
     result = get_cost_model(name).estimate(workload, tgt, assignment)
+    result.notes[:0] = workload.notes    # e.g. "weights not read: ..." for a shape-only model
     payload = result.to_json()
+    payload["weights_read"] = workload.weights_read
     stated = tgt.validation.stated_error(name) if tgt.validation is not None else ""
     beyond = ""
     if tgt.validation is not None:
@@ -58,7 +60,7 @@ def analyze(
         if beyond:
             payload["validation"]["range_note"] = beyond
     if measure:
-        payload["measured_latency_ms"] = _measure(model, workload, bool(shapes))
+        payload["measured_latency_ms"] = _measure(model, workload, bool(shapes) or not workload.weights_read)
     if plot is not None:
         from codesign.report.roofline_plot import plot_roofline
 
@@ -76,7 +78,7 @@ def _measure(model: Path, workload, reshaped: bool) -> float:
     """The network run in onnxruntime on this machine: the lowest quiet round of 5 (fastest quarter of
     each round's runs, the estimator the measured cost model is judged by).  With --input-shape the
     network is rebuilt at those shapes from its Workload (constant weights: fp32 kernel times do not
-    depend on them) and that is run."""
+    depend on them) and that is run; so is a model whose weights were not read."""
     from hwmodels.measured import MeasuredModel
     from hwmodels.ort_runner import measure_onnx_latency_ms
     from hwmodels.quiet import QuietGate

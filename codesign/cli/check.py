@@ -52,6 +52,8 @@ def check(
                "actual": actual, "budgets": {k: v for k, v in budgets.items() if v is not None},
                "over_budget": sorted(over)}
     verdict["dominant_layers"] = _dominant(cost, over, top)
+    verdict["weights_read"] = workload.weights_read
+    verdict["notes"] = list(workload.notes)
     if tgt.validation is not None:         # a gate should know when the estimate is extrapolated
         verdict["range_note"] = tgt.validation.outside(workload.macs, workload.weight_bytes)
     if not emit_json(verdict, json_out):
@@ -85,3 +87,5 @@ def _print(verdict: dict, over: dict) -> None:
         console.print(f"[green]PASS[/] {verdict['model']} on {verdict['target']}")
     if verdict.get("range_note"):
         console.print(f"[yellow]note:[/] {verdict['range_note']}")
+    for note in verdict["notes"]:
+        console.print(f"[yellow]note:[/] {note}")

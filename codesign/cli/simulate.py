@@ -23,7 +23,10 @@ def load_layers(model_or_topology: Path, input_shape: list[str] | None = None):
     if model_or_topology.suffix.lower() == ".onnx":
         from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
 
-        return layers_from_workload(load_onnx(model_or_topology, parse_input_shapes(input_shape)))
+        workload = load_onnx(model_or_topology, parse_input_shapes(input_shape))
+        layers = layers_from_workload(workload)
+        layers.notes[:0] = workload.notes    # e.g. "weights not read: ..." for a shape-only model
+        return layers
     return read_topology(model_or_topology)
 
 

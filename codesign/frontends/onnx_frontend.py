@@ -13,6 +13,8 @@ import onnx
 from onnx import helper, shape_inference
 
 from hwmodels.errors import CodesignError
+from codesign.frontends.onnx_external import (is_external, load_external, location, needs_weights,
+                                              unread_tensors, weights_note)
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
 from hwmodels.workload import Layer, Workload
 
@@ -34,25 +36,35 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def read_onnx(path: str | Path) -> onnx.ModelProto:
+def read_onnx(path: str | Path, weights: bool = True) -> onnx.ModelProto:
+    """Read an ONNX file and its external data (which must lie inside the model's folder).
+
+    ``weights=False``: a model whose external weight file is absent is returned shape-only
+    (those tensors keep their dims and types, unread); otherwise it is refused.
+    """
     path = Path(path)
     if not path.exists():
         raise CodesignError(f"model file not found: {path}")
     if not path.is_file():
         raise CodesignError(f"model path is not a file: {path}")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, onnx raises its own; both mean "not ONNX"
         raise CodesignError(f"{path} is not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from None
     if not model.graph.node:
         raise CodesignError(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    load_external(model, path)
+    unread = unread_tensors(model)
+    if weights and unread:
+        raise needs_weights(path, unread)
     return model
 
 
 def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
               name: str | None = None) -> Workload:
-    """Import an ONNX file into a Workload (see ``workload_from_model``)."""
-    model = read_onnx(path)
+    """Import an ONNX file into a Workload (see ``workload_from_model``); a model whose external
+    weight file is absent is imported from its shapes (``Workload.weights_read`` False)."""
+    model = read_onnx(path, weights=False)
     return workload_from_model(model, input_shapes, name=name or Path(path).stem, source=str(path))
 
 
@@ -63,7 +75,7 @@ def workload_from_model(model: onnx.ModelProto, input_shapes: dict[str, tuple[in
         model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:
         raise CodesignError(f"{source}: ONNX shape inference failed: {_first_line(e)}") from None
-    return _build(model, name, source)
+    return _build(model, name, source, unread_tensors(model))
 
 
 def _first_line(e: Exception) -> str:
@@ -172,10 +184,30 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return out
 
 
-def _build(model: onnx.ModelProto, name: str, source: str) -> Workload:
+def _unread_sources(model: onnx.ModelProto, static: set[str], unread: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
+    """For each constant-derived tensor, the unread external tensors (name, location) its values come from."""
+    src: dict[str, set[tuple[str, str]]] = {t: {(t, loc)} for t, loc in unread.items()}
+    for node in model.graph.node:
+        if all(o in static for o in node.output if o):
+            deps = set().union(*(src.get(i, set()) for i in node.input if i))
+            for a in node.attribute:  # a Constant whose value is external
+                if a.HasField("t") and is_external(a.t):
+                    deps.add((a.t.name or node.output[0], location(a.t)))
+            if deps:
+                for o in node.output:
+                    src[o] = deps
+    return src
+
+
+def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str] | None = None) -> Workload:
+    unread = unread or {}
     tensors = _Tensors(model)
     static = _static_tensors(model, tensors)
     wl = Workload(name)
+    if unread:
+        wl.weights_read = False
+        wl.notes.append(weights_note(unread))
+    sources = _unread_sources(model, static, unread) if unread else {}
     graph_inputs = [i.name for i in _activation_inputs(model)]
     wl.graph_inputs = {n: tensors.shape[n] for n in graph_inputs if n in tensors.shape}
     wl.graph_outputs = {o.name: tensors.shape.get(o.name, ()) for o in model.graph.output}
@@ -186,7 +218,7 @@ def _build(model: onnx.ModelProto, name: str, source: str) -> Workload:
         if all(o in static for o in node.output if o):
             continue  # folded constant / shape computation
         layer_name = _unique(node.name or f"{node.op_type}_{index}", used_names)
-        layer = _layer(node, layer_name, tensors, static, param_owner, source)
+        layer = _layer(node, layer_name, tensors, static, param_owner, source, sources)
         wl.add_layer(layer)
         wl.graph.nodes[layer_name]["index"] = index
         for t in layer.inputs:
@@ -207,7 +239,8 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def _layer(node: onnx.NodeProto, layer_name: str, tensors: _Tensors, static: set[str],
-           param_owner: dict[str, str], source: str) -> Layer:
+           param_owner: dict[str, str], source: str,
+           sources: dict[str, set[tuple[str, str]]] | None = None) -> Layer:
     act_in = [i for i in node.input if i and i not in static]
     const_in = [i for i in node.input if i and i in static]
     outputs = [o for o in node.output if o]
@@ -230,6 +263,14 @@ def _layer(node: onnx.NodeProto, layer_name: str, tensors: _Tensors, static: set
             raise CodesignError(f"{source}: cannot cost node {layer_name!r} ({node.op_type}): "
                                 f"unexpected shapes {view.input_shapes} ({e})") from None
     elif rule is not None and missing and node.op_type not in ("Shape", "Size"):
+        # shapes that follow from values in an absent external file: integer tensors (Reshape's shape,
+        # ConstantOfShape's input) or small float ones (Resize's scales); never a weight's own dims
+        needed = sorted(t for t in set().union(*((sources or {}).get(i, set()) for i in const_in))
+                        if not tensors.is_float.get(t[0], False) or numel(tensors.shape.get(t[0], (1,))) <= 16)
+        if needed:
+            raise CodesignError(f"{source}: no static shape for tensor {missing[0]!r} of node {layer_name!r} "
+                                f"({node.op_type}): it follows from the values of tensor {needed[0][0]!r}, whose external "
+                                f"file {needed[0][1]!r} is absent; weights may be absent, tensors that define shapes may not")
         raise CodesignError(f"{source}: no static shape for tensor {missing[0]!r} of node {layer_name!r} "
                             f"({node.op_type}) after shape inference; give all inputs with --input-shape")
     # float constants feeding this layer are its parameters (counted once, by the first user)
