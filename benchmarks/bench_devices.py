@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import dataclasses
 import json
-import pickle
 import re
 import sys
 import time
@@ -91,13 +91,88 @@ def split(df) -> tuple[np.ndarray, np.ndarray]:
 
 
 def network_workload(df, i: int):
-    """Whole-network Workload of row ``i`` (pickled under benchmarks/out: exports take ~0.6 s each)."""
-    cache = OUT / "networks" / f"{int(df['sample'].iloc[i]):04d}.pkl"
+    """Whole-network Workload of row ``i`` (cached as JSON under benchmarks/out: exports take ~0.6 s each;
+    a cache file that does not decode is rebuilt, and nothing in it can run code)."""
+    cache = OUT / "networks" / f"{int(df['sample'].iloc[i]):04d}.json"
+    cache.with_suffix(".pkl").unlink(missing_ok=True)          # an older version's pickle: never read
     if cache.is_file():
-        return pickle.loads(cache.read_bytes())
+        try:
+            return workload_from_json(cache.read_text())
+        except Exception:                                       # damaged or from another version: rebuild
+            pass
     wl = fbnet.network_workload(df["ops"].iloc[i], name=f"fbnet_{int(df['sample'].iloc[i])}")
+    try:
+        text = workload_to_json(wl)
+    except TypeError:                                           # something JSON cannot hold: just don't cache
+        return wl
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(wl))
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(cache)
+    return wl
+
+
+def _dataclasses():
+    from hwmodels.workload import ConvDims, GemmDims, Layer
+
+    return {c.__name__: c for c in (ConvDims, GemmDims, Layer)}
+
+
+def _enc(v):
+    """JSON-able form of a Workload's values: tuples and the workload dataclasses tagged; TypeError otherwise."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()
+    if isinstance(v, tuple):
+        return {"__tuple__": [_enc(x) for x in v]}
+    if isinstance(v, list):
+        return [_enc(x) for x in v]
+    if isinstance(v, dict):
+        if not all(isinstance(k, str) for k in v) or any(k.startswith("__") for k in v):
+            raise TypeError("dict keys must be plain strings")
+        return {k: _enc(x) for k, x in v.items()}
+    if dataclasses.is_dataclass(v) and type(v).__name__ in _dataclasses() and type(v) is _dataclasses()[type(v).__name__]:
+        return {"__dataclass__": type(v).__name__,
+                "fields": {f.name: _enc(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+    raise TypeError(f"cannot store a {type(v).__name__} in the workload cache")
+
+
+def _dec(v, classes):
+    if isinstance(v, list):
+        return [_dec(x, classes) for x in v]
+    if isinstance(v, dict):
+        if set(v) == {"__tuple__"}:
+            return tuple(_dec(x, classes) for x in v["__tuple__"])
+        if set(v) == {"__dataclass__", "fields"}:
+            return classes[v["__dataclass__"]](**{k: _dec(x, classes) for k, x in v["fields"].items()})
+        return {k: _dec(x, classes) for k, x in v.items()}
+    return v
+
+
+def workload_to_json(wl) -> str:
+    attrs = {k: v for k, v in vars(wl).items() if k != "graph"}
+    return json.dumps({"format": "bench_devices.workload", "version": 1, "attrs": _enc(attrs),
+                       "nodes": [[n, _enc(d)] for n, d in wl.graph.nodes(data=True)],
+                       "edges": [[u, v, _enc(d)] for u, v, d in wl.graph.edges(data=True)]}, allow_nan=False)
+
+
+def workload_from_json(text: str):
+    from hwmodels.workload import Workload
+
+    doc, classes = json.loads(text), _dataclasses()
+    if doc.get("format") != "bench_devices.workload" or doc.get("version") != 1:
+        raise ValueError("not a cached workload of this version")
+    attrs = _dec(doc["attrs"], classes)
+    wl = Workload(attrs.pop("name"))
+    for k, v in attrs.items():
+        if k not in vars(wl):
+            raise ValueError(f"unknown workload attribute {k!r}")
+        setattr(wl, k, v)
+    for n, d in doc["nodes"]:
+        wl.graph.add_node(n, **_dec(d, classes))
+    for u, v, d in doc["edges"]:
+        wl.graph.add_edge(u, v, **_dec(d, classes))
     return wl
 
 

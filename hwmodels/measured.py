@@ -28,7 +28,6 @@ Only fp32 is measured; other bit-widths are reported as fp32 with a note.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,33 +49,42 @@ _PREDICTORS: dict[tuple, KernelPredictor] = {}
 
 
 def _predictor(store: KernelStore, key: tuple) -> KernelPredictor:
-    """The regressors for this store's rows: from memory, else from a pickle beside the store
-    named by the rows' content hash (so a changed store never reuses stale regressors), else fitted."""
+    """The regressors for this store's rows: from memory, else from an ``.npz`` of plain numbers beside
+    the store named by the rows' content hash (so a changed store never reuses stale regressors), else
+    fitted.  The file is read with ``allow_pickle=False`` and checked (``KernelPredictor.load``);
+    anything wrong with it -- damaged, foreign, another version -- means refitting.  Pickles an older
+    version left (``*.predictor.pkl``) are deleted, never read."""
     backend, machine, threads, variant = key
     content = store.content_hash(*key)
     mkey = (str(store.path), *key, content)
     if mkey in _PREDICTORS:
         return _PREDICTORS[mkey]
     stem = f"{store.path.name}.{backend}-{machine}-{threads}-{variant}"
-    side = store.path.with_name(f"{stem}-{content}.predictor.pkl")
+    side = store.path.with_name(f"{stem}-{content}.predictor.npz")
+    for old in store.path.parent.glob(f"{stem}-*.predictor.pkl"):
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            pass
     pred = None
     try:
-        if side.exists():
-            pred = pickle.loads(side.read_bytes())
-            if not isinstance(pred, KernelPredictor):
-                pred = None
-    except Exception:
+        if side.is_file():
+            pred = KernelPredictor.load(side)
+    except Exception:                       # damaged or foreign: refit (and overwrite it below)
         pred = None
     if pred is None:
         pred = KernelPredictor().fit(store.records(*key))
+        tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
         try:
-            for old in store.path.parent.glob(f"{stem}-*.predictor.pkl"):
+            for old in store.path.parent.glob(f"{stem}-*.predictor.npz"):
                 old.unlink(missing_ok=True)
-            tmp = side.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(pred))
+            pred.save(tmp)
             os.replace(tmp, side)
-        except OSError:
-            pass
+        except (OSError, ValueError):       # read-only cache dir, or a non-finite number JSON refuses
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
     _PREDICTORS[mkey] = pred
     return pred
 
