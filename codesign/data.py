@@ -169,6 +169,8 @@ def _validate(x: np.ndarray, y: np.ndarray, where: str, name: str) -> Dataset:
     y = y.astype(np.int64)
     if y.min() < 0:
         raise CodesignError(f"{where}: labels must be >= 0, found {int(y.min())}")
+    if len(np.unique(y)) < 2:
+        raise CodesignError(f"{where}: all {len(y)} labels are class {int(y[0])}; a classifier needs at least two classes")
     x = x.astype(np.float32)
     lo, hi = float(x.min()), float(x.max())
     x = (x - lo) / (hi - lo) if hi > lo else x - lo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -115,15 +116,22 @@ def checkpoint_key(space: SearchSpace, cfg: TrainConfig, splits: Splits) -> str:
 
 def save_checkpoint(path: str | Path, supernet: ElasticNet, cfg: TrainConfig, splits: Splits,
                     extra: dict | None = None) -> Path:
-    """Weights plus everything needed to rebuild the supernet (space name and config, data shape)."""
+    """Weights plus everything needed to rebuild the supernet (space name and config, data shape).
+    Saved under a temporary name and renamed into place: a process killed while saving leaves no
+    half-written checkpoint for ``train_or_load`` to trust (it would refuse it on every resume)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     space = supernet.space
-    torch.save({"format": "codesign-supernet-1", "space": space.name, "space_config": space.config,
-                "train_config": asdict(cfg), "num_classes": splits.num_classes, "in_channels": splits.in_channels,
-                "data_resolution": splits.resolution, "data": splits.name, "data_fingerprint": splits.fingerprint,
-                "key": checkpoint_key(space, cfg, splits), "state_dict": supernet.state_dict(),
-                "extra": extra or {}}, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"format": "codesign-supernet-1", "space": space.name, "space_config": space.config,
+                    "train_config": asdict(cfg), "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+                    "data_resolution": splits.resolution, "data": splits.name, "data_fingerprint": splits.fingerprint,
+                    "key": checkpoint_key(space, cfg, splits), "state_dict": supernet.state_dict(),
+                    "extra": extra or {}}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -50,15 +50,20 @@ def read_measurements(csv_path: str | Path) -> list[Sample]:
     if not path.is_file():
         raise CodesignError(f"measurements file not found: {path}")
     try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-        header = next(csv.reader(path.read_text().splitlines()), [])
+        text = path.read_text(encoding="utf-8-sig")          # a UTF-8 byte-order mark is fine
+        rows = list(csv.DictReader(text.splitlines()))
+        header = next(csv.reader(text.splitlines()), [])
     except (UnicodeDecodeError, csv.Error) as e:
-        raise CodesignError(f"{path}: not a readable CSV ({e})") from None
+        raise CodesignError(f"{path}: not a readable UTF-8 CSV ({e})") from None
     missing = {"model", "latency_ms"} - {h.strip() for h in header}
     if missing:
         raise CodesignError(f"{path}: missing column(s) {', '.join(sorted(missing))}; the header must be 'model,latency_ms'")
     samples = []
+    folder = path.parent.resolve()
+    seen: dict[Path, int] = {}
     for line_no, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise CodesignError(f"{path}:{line_no}: the row's cells do not match the header's {len(header)} columns")
         row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
         try:
             latency = float(row["latency_ms"])
@@ -67,8 +72,15 @@ def read_measurements(csv_path: str | Path) -> list[Sample]:
         if not math.isfinite(latency) or latency <= 0:
             raise CodesignError(f"{path}:{line_no}: latency_ms must be a positive number, got {row['latency_ms']}")
         model = (path.parent / row["model"]).resolve()
+        if Path(row["model"]).is_absolute() or not model.is_relative_to(folder):
+            raise CodesignError(f"{path}:{line_no}: model {row['model']!r} is outside the CSV's folder; keep the models "
+                                f"beside the CSV (or below it) and give relative paths")
         if not model.is_file():
             raise CodesignError(f"{path}:{line_no}: model {row['model']!r} not found (paths are relative to the CSV)")
+        if model in seen:
+            raise CodesignError(f"{path}:{line_no}: model {row['model']!r} is listed again (first on line {seen[model]}); "
+                                f"give one latency per model, e.g. the median of its runs")
+        seen[model] = line_no
         samples.append(Sample(model, latency))
     if not samples:
         raise CodesignError(f"{path}: no measurement rows")

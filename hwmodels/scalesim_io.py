@@ -30,6 +30,7 @@ from hwmodels.systolic import DATAFLOWS, ArrayConfigs, SystolicLayers
 
 CONV_FIELDS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels", "Num Filter", "Strides")
 GEMM_FIELDS = ("M", "N", "K")
+MAX_DIM = 2**20          # per topology field: refused before any array is sized by it
 
 
 def _int_field(value: str, where: str, what: str) -> int:
@@ -39,6 +40,8 @@ def _int_field(value: str, where: str, what: str) -> int:
         raise CodesignError(f"{where}: {what} must be an integer, got {value.strip()!r}") from None
     if v < 1:
         raise CodesignError(f"{where}: {what} must be >= 1, got {v}")
+    if v > MAX_DIM:
+        raise CodesignError(f"{where}: {what} = {v} is beyond any layer (at most {MAX_DIM}); check the row")
     return v
 
 

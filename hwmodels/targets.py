@@ -27,8 +27,24 @@ KERNEL_CLASSES = ("grouped_conv",)
 OP_CLASS_NAMES = OP_CLASSES + KERNEL_CLASSES
 
 
+PLAUSIBLE_MAX = 1e15        # beyond any device's rate, size or energy in this schema's units
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys, NaN and infinities are refused; so is any number beyond ``PLAUSIBLE_MAX``
+    (a 1e308 bandwidth is a typo or an attack, never a device)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _plausible(self):
+        for name, value in self.__dict__.items():
+            values = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            for x in values:
+                if isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) > PLAUSIBLE_MAX:
+                    raise ValueError(f"{name} = {x:g} is beyond any real device (at most {PLAUSIBLE_MAX:g} in this "
+                                     f"field's units); check the value and its units")
+        return self
 
 
 class MemoryLevel(_Strict):
@@ -276,6 +292,9 @@ class Target(_Strict):
     def _template_has_config(self):
         if self.kind == "template" and self.systolic is None:
             raise ValueError("a template target needs a [systolic] table")
+        names = [m.name for m in self.memory]
+        if len(set(names)) != len(names):
+            raise ValueError(f"memory levels must have distinct names (got {', '.join(names)})")
         return self
 
     @property

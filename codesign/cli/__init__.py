@@ -70,13 +70,19 @@ def _register() -> None:
 _register()
 
 
+def _one_line(text: str, limit: int = 500) -> str:
+    """A message as one line of at most ``limit`` characters (a long value quoted in it is cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False)   # returns the code of a raised typer.Exit
         if isinstance(rc, int):
             return rc
     except CodesignError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except TyperException as e:  # usage errors: missing/unknown options, bad values
         ctx = getattr(e, "ctx", None)

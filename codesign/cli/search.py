@@ -36,6 +36,12 @@ def search(
     if seed is not None:
         cfg.seed = seed
     strategies = ["joint", "sequential"] if strategy is Strategy.both else [strategy.value]
+    from codesign.search.checks import check_references
+
+    try:
+        check_references(cfg)           # before anything is written to --out or trained
+    except CodesignError as e:
+        raise CodesignError(f"search config {config}: {e}") from None
     _prepare_out(out, resume, cfg)
     console = Console(stderr=True)
     lock = out / ".lock"
@@ -60,6 +66,7 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
             raise CodesignError(f"{out} is in use by a running search (pid {pid})")
         except (ValueError, ProcessLookupError, PermissionError):
             lock.unlink(missing_ok=True)    # left behind by a process that died
+    _remove_stray_tmp(out)
     ensure_out_dir(out)
     saved = out / "config.json"
     current = cfg.model_dump()
@@ -70,6 +77,21 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
             raise CodesignError(f"--resume: the config differs from the one the study in {out} was started with "
                                 f"(changed: {', '.join(changed)}); resume with the same config")
     write_text(saved, json.dumps(current, indent=2), "--out")
+
+
+def _remove_stray_tmp(out: Path) -> None:
+    """Temporary files (``.NAME.PID.tmp``, codesign.files) of a process killed between writing and
+    renaming one: nothing else removes them."""
+    for f in out.glob(".*.tmp") if out.is_dir() else ():
+        pid = f.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)        # a live writer (another command on this folder): leave it
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console) -> None:

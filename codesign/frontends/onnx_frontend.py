@@ -15,6 +15,7 @@ from onnx import helper, shape_inference
 from hwmodels.errors import CodesignError
 from codesign.frontends.onnx_external import (is_external, load_external, location, needs_weights,
                                               unread_tensors, weights_note)
+from codesign.frontends.onnx_checks import check_model, check_numel
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
 from hwmodels.workload import Layer, Workload
 
@@ -53,6 +54,7 @@ def read_onnx(path: str | Path, weights: bool = True) -> onnx.ModelProto:
         raise CodesignError(f"{path} is not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from None
     if not model.graph.node:
         raise CodesignError(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    check_model(model, str(path))
     load_external(model, path)
     unread = unread_tensors(model)
     if weights and unread:
@@ -202,6 +204,8 @@ def _unread_sources(model: onnx.ModelProto, static: set[str], unread: dict[str, 
 def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str] | None = None) -> Workload:
     unread = unread or {}
     tensors = _Tensors(model)
+    for t, shape in tensors.shape.items():       # absurd or negative sizes, before any rule multiplies them
+        check_numel(t, shape, source)
     static = _static_tensors(model, tensors)
     wl = Workload(name)
     if unread:

@@ -52,6 +52,10 @@ def conv(v: NodeView) -> OpCost:
     x, w = v.input_shapes[0], v.input_shapes[1]
     y = v.output_shapes[0]
     groups = int(v.attrs.get("group", 1))
+    if groups < 1 or x[1] % groups or w[1] * groups != x[1]:
+        raise ValueError(f"input channels {x[1]} do not match the weights' {w[1]} x group {groups}")
+    if not y or any(d <= 0 for d in y[2:]) or len(y) != len(x):
+        raise ValueError(f"the kernel {list(w[2:])} does not fit the padded input {list(x[2:])}")
     nsp = len(x) - 2
     if nsp not in (1, 2):
         macs = numel(y) * numel(w[1:])

@@ -77,3 +77,21 @@ def check_constraints(cfg: SearchConfig, target: Target, hw_ranges: dict[str, li
         if least > c.max_area_mm2:
             raise CodesignError(f"constraints.max_area_mm2 = {c.max_area_mm2:g} is impossible: the smallest "
                                 f"accelerator in the ranges takes {least:.3f} mm^2")
+
+
+def check_references(cfg: SearchConfig) -> None:
+    """What the config names exists and fits, checked before anything is written or trained:
+    the target (its file validated), the space, the data source, the hardware ranges and the
+    constraints against them."""
+    from pathlib import Path
+
+    from codesign.spaces import get_space
+    from hwmodels.targets import load_target
+
+    target = load_target(cfg.target.name)
+    get_space(cfg.space.name, **cfg.space.options)
+    source = cfg.data.source
+    if source != "digits" and not Path(source).exists():
+        raise CodesignError(f"data.source {source!r} not found: give 'digits', an .npz file with x and y, or an image folder")
+    check_target(cfg, target)
+    check_constraints(cfg, target, hardware_ranges(cfg, target))

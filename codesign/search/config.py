@@ -16,7 +16,7 @@ MAXIMIZE = {"accuracy"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SpaceSection(_Strict):
@@ -89,7 +89,7 @@ class Constraints(_Strict):
 
 
 class Budget(_Strict):
-    trials: int = Field(default=40, ge=2, description="measured accuracy evaluations per strategy")
+    trials: int = Field(default=40, ge=2, le=100_000, description="measured accuracy evaluations per strategy")
     minutes: float = Field(default=10.0, gt=0)
 
 
@@ -135,6 +135,8 @@ def load_config(path: str | Path) -> SearchConfig:
         data = tomllib.loads(path.read_text())
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise CodesignError(f"search config {path} is not valid TOML: {e}") from None
+    if not data:
+        raise CodesignError(f"search config {path} is empty; see examples/digits_systolic.toml for what it holds")
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as e:

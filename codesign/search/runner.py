@@ -19,7 +19,9 @@ every measured network, sequential for its final one only.
 
 Every measured trial is stored with its candidate and metrics, so an interrupted search
 resumes without losing any; the predictor is rebuilt from the stored trials, a trial that was
-running when the process died is re-run, and proposals already queued are measured first.
+running when the process died is re-run under its own number, proposals already queued are
+measured first, and a start or a batch of proposals that a kill cut short is queued in full, so
+a resumed study holds the same trials, numbered alike, as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -89,11 +91,30 @@ def _open_study(name: str, cfg: SearchConfig, out: Path, sampler) -> optuna.Stud
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process: mark them failed and queue their parameters again."""
+    """Trials left RUNNING by a killed process go back to WAITING: re-run first, under their own number,
+    with their queued parameters and attributes (a failed copy queued anew would shift every later
+    trial's number and lose a trial killed before its first parameter was stored)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, skip_if_exists=False)
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.WAITING)
+
+
+def _enqueue_batch(study: optuna.Study, key: str, batch: list[tuple[dict, dict]]) -> None:
+    """Queue (params, user_attrs) pairs, recorded first (with the trial count before them) in the
+    study's ``key`` attribute so that ``_finish_batch`` completes a batch a kill cut short."""
+    study.set_user_attr(key, {"start": len(study.get_trials(deepcopy=False)),
+                              "trials": [{"params": p, "user_attrs": a} for p, a in batch]})
+    for params, attrs in batch:
+        study.enqueue_trial(params, skip_if_exists=False, user_attrs=attrs)
+
+
+def _finish_batch(study: optuna.Study) -> None:
+    """After a resume: queue what the last recorded batch had not queued yet (only the last can be
+    short: nothing else adds trials until its trials are measured)."""
+    keys = sorted(k for k in study.user_attrs if k.startswith("batch_"))
+    if keys:
+        batch = study.user_attrs[keys[-1]]
+        for item in batch["trials"][len(study.get_trials(deepcopy=False)) - batch["start"]:]:
+            study.enqueue_trial(item["params"], skip_if_exists=False, user_attrs=item["user_attrs"])
 
 
 def _done(study: optuna.Study) -> int:
@@ -187,6 +208,7 @@ class Runner:
         n_init = min(budget, n_init if n_init is not None else (s.initial or max(4, budget // 4)))
         log = self.logs.setdefault(label, StrategyLog())
         log.rounds = [v for k, v in sorted(study.user_attrs.items()) if k.startswith("round_")]   # after a resume
+        _finish_batch(study)
         while _left(study, budget) and time.monotonic() < self.deadline:
             waiting = _waiting(study)
             if not waiting and _spent(study) < n_init:     # the random initial design, one trial at a time
@@ -213,9 +235,10 @@ class Runner:
             if not picks:      # the predictor's front holds nothing new: measure a random candidate instead
                 self._random_trial(study, fixed, search, seed)
             mean, spread = predictor.predict(picks) if picks else ([], [])
-            for c, mu, sd in zip(picks, mean, spread):      # kept to show predicted vs measured in the report
-                study.enqueue_trial(self.problem.encoding.to_params(c, search), skip_if_exists=False,
-                                    user_attrs={"predicted": {"accuracy": float(mu), "spread": float(sd)}})
+            _enqueue_batch(study, f"batch_{done:04d}",        # predictions kept to show predicted vs measured
+                           [(self.problem.encoding.to_params(c, search),
+                             {"predicted": {"accuracy": float(mu), "spread": float(sd)}})
+                            for c, mu, sd in zip(picks, mean, spread)])
 
     def _phase(self, name: str, budget: int, fixed, search, label: str, seed: int, algorithm: str,
                carried: Row | None = None, known: list[Row] = ()) -> optuna.Study:
@@ -223,14 +246,18 @@ class Runner:
         then the budget spent by the surrogate, the sampler, or at random."""
         surrogate = self.cfg.search.method == "surrogate" or algorithm == "random"
         study = _open_study(name, self.cfg, self.out, lambda n: _sampler(self.cfg, budget, seed * 7919 + n, algorithm))
-        if not study.get_trials(deepcopy=False):      # every strategy and phase starts from the same corners
-            if carried is not None:
+        # every strategy and phase starts from the same corners; the study's first trials are exactly
+        # these, so fewer trials than that means a kill cut the start short: queue the rest, in order
+        have = {self.problem.key(carried.candidate)} if carried is not None else set()
+        start = [None] * (carried is not None) + [
+            p for p in self.problem.encoding.corner_params(search)[:budget]
+            if self.problem.key(self.problem.encoding.from_params(p, fixed, search)) not in have]
+        for params in start[len(study.get_trials(deepcopy=False)):]:
+            if params is None:
                 _carry(study, carried, self.problem.encoding.to_params(carried.candidate, search),
                        self.problem.encoding.distributions(search), self.cfg.objectives)
-            have = {self.problem.key(r.candidate) for r in _rows(study, "", "", carried=True)}
-            for params in self.problem.encoding.corner_params(search)[:budget]:
-                if self.problem.key(self.problem.encoding.from_params(params, fixed, search)) not in have:
-                    study.enqueue_trial(params)
+            else:
+                study.enqueue_trial(params)
         self._report(label, study, budget)
         if surrogate:
             self._active(study, budget, fixed, search, label, seed, n_init=budget if algorithm == "random" else None,
