@@ -568,5 +568,54 @@ def option_cases() -> list[Case]:
 
 
 def all_cases() -> list[Case]:
-    return (onnx_cases() + target_cases() + ranges_cases() + config_cases() + csv_cases() + scalesim_cases()
-            + data_cases() + option_cases())
+    return (onnx_cases() + target_cases() + ranges_cases() + config_cases() + config_field_cases() + csv_cases()
+            + scalesim_cases() + data_cases() + option_cases())
+
+
+def _wrong_values(annotation) -> object:
+    """A value of the wrong type for a field of this annotation."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return "maybe"
+    if annotation in (int, float):
+        return "not-a-number"
+    if annotation is str:
+        return {"a": [1, 2]}
+    if origin is typing.Literal:
+        return "no-such-choice"
+    if origin in (list, tuple):
+        return 5
+    if origin is dict:
+        return "not-a-table"
+    return [{"wrong": True}]
+
+
+def _config_fields(model, prefix=""):
+    """(dotted path, annotation) of every leaf field of the search config schema."""
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _config_fields(ann, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", ann
+
+
+def config_field_cases() -> list[Case]:
+    """Every field of the search config, one case each, given a value of the wrong type."""
+    from codesign.search.config import SearchConfig
+
+    cases = []
+    for path, ann in _config_fields(SearchConfig):
+        cfg = _with(path, _wrong_values(ann))
+
+        def build(t, cfg=cfg, path=path):
+            p = t / f"config-field-{path}.toml"
+            p.write_text(_toml(cfg))
+            return ["search", p, "--out", t / "out" / "run"]
+        cases.append(Case(f"search-config-wrong-type-{path}", "search", "search config: a field of the wrong type", build,
+                          names=["config-field-"]))
+    return cases

@@ -143,7 +143,7 @@ def dse(
     summary = {"model": str(model), "template": t.name, "configs": len(configs), "skipped_sram_too_small": skipped,
                "layers": len(layers),
                "seconds": elapsed, "layer_configs_per_s": len(configs) * len(layers) / max(elapsed, 1e-9),
-               "objectives": list(OBJECTIVES), "pareto": rows}
+               "objectives": list(OBJECTIVES), "notes": list(getattr(layers, "notes", [])), "pareto": rows}
     write_text(out / "pareto.json", json.dumps(summary, indent=2) + "\n", "--out")
     _plot(obj, mask, out / "pareto.png", f"{model.name} on {t.name}: {len(configs):,} configs")
     if html_out is not None:
@@ -161,6 +161,8 @@ def dse(
     c.print(table)
     if skipped:
         c.print(f"skipped {skipped:,} configs whose SRAMs cannot hold one fold of their array")
+    for note in summary["notes"]:
+        c.print(f"[yellow]note:[/] {note}")
     c.print(f"{len(configs):,} configs x {len(layers)} layers in {elapsed:.2f} s "
             f"({summary['layer_configs_per_s']:,.0f} layer-configs/s); wrote {out}/pareto.csv, pareto.json, pareto.png")
 

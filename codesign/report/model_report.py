@@ -64,7 +64,7 @@ def write_dse_report(path: Path, summary: dict, obj: np.ndarray, mask: np.ndarra
     page = Page(f"codesign dse: {Path(summary['model']).name} on {summary['template']}")
     page.note(f"{summary['configs']:,} configurations of the {summary['template']} template swept "
               f"({summary['skipped_sram_too_small']:,} skipped: an SRAM cannot hold one fold), {summary['layers']} layers, "
-              f"in {summary['seconds']:.2f} s. Faint points: {len(cloud):,} of the swept configs"
+              f"in {summary['seconds']:.2f} s. {' '.join(summary.get('notes', []))} Faint points: {len(cloud):,} of the swept configs"
               f"{' (an even sample)' if len(cloud) < int((~mask).sum()) else ''}; bold: the front.")
     page.figure(fig)
     cols = ["rows", "cols", "dataflow", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_bandwidth_words",
