@@ -86,3 +86,18 @@ def browser():
 
     with launch_browser() as b:
         yield b
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The hostile-input corpus's size in every run that ran it (tests/test_hostile_inputs.py)."""
+    ran = [r for r in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+           if "test_hostile_inputs.py::test_hostile_input_is_one_clear_line" in r.nodeid]
+    if ran:
+        from collections import Counter
+
+        from hostile import all_cases
+
+        cases = all_cases()
+        by_entry = Counter(c.entry for c in cases)
+        terminalreporter.write_line(f"hostile-input corpus: {len(cases)} cases ({len(ran)} run here): "
+                                    + ", ".join(f"{e} {n}" for e, n in sorted(by_entry.items())))
