@@ -37,9 +37,12 @@ def write_model_report(path: Path, cost: NetworkCost, target, bits: BitAssignmen
 def roof_note(page: Page, cost, target, hw) -> None:
     above = above_roof(cost, target, hw)
     if above:
-        page.note(f"{len(above)} layer(s) sit above the main-memory slope: the {cost.cost_model} model counts part of "
-                  f"their traffic outside their own time (a systolic layer's first fold is prefetched before its "
-                  f"cycles are counted, as SCALE-Sim does): {', '.join(above[:8])}{'...' if len(above) > 8 else ''}")
+        why = ("its first fold is prefetched before the layer's cycles are counted, as SCALE-Sim does"
+               if cost.cost_model == "systolic" else
+               "the model's own (fitted or overlapped) memory terms move that traffic faster than the memory list's "
+               "bandwidth drawn here")
+        page.note(f"{len(above)} layer(s) sit above the main-memory slope drawn from the target's memory list "
+                  f"({why}): {', '.join(above[:8])}{'...' if len(above) > 8 else ''}")
 
 
 def write_dse_report(path: Path, summary: dict, obj: np.ndarray, mask: np.ndarray, title: str) -> Path:
