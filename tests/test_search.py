@@ -51,7 +51,7 @@ def make_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished_run(make_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    proc = run_cli("search", str(make_config()), "--out", str(out), check_rc=0)
+    proc = run_cli("search", str(make_config()), "--out", str(out), "--strategy", "all", check_rc=0)
     return out, proc
 
 
@@ -62,8 +62,8 @@ def test_end_to_end_artifacts(finished_run):
         assert (out / f).stat().st_size > 0, f
     data = json.loads((out / "pareto.json").read_text())
     s = data["summary"]["strategies"]
-    assert set(s) == {"joint", "sequential"}
-    assert s["joint"]["trials"] == 6 and s["sequential"]["trials"] == 6
+    assert set(s) == {"joint", "sequential", "random"}
+    assert s["joint"]["trials"] == 6 and s["sequential"]["trials"] == 6 and s["random"]["trials"] == 6
     assert all(0 <= v["hypervolume"] for v in s.values())
     for m in data["front"]:
         assert 0 < m["accuracy"] <= 1 and m["latency_ms"] > 0 and m["area_mm2"] > 0
@@ -229,6 +229,8 @@ def test_report_opens_in_a_real_browser_and_rebuilds_identically(finished_run, b
         assert expected in titles, titles
     pairs = next(p for p in page.plots if "every objective pair" in p["title"])
     assert len(pairs["subplots"]) == 6                     # 4 objectives: one panel per pair
+    for s in ("joint", "sequential", "random"):            # the three strategies on the same axes
+        assert sum(t["name"] == f"{s}: Pareto front" for t in pairs["traces"]) == 6
     stars = [t for t in pairs["traces"] if t["name"] == "chosen design"]
     assert len(stars) == 6 and all(t["points"] == 1 for t in stars)   # one star per panel
     roof = next(p for p in page.plots if "roofline" in p["title"])

@@ -59,6 +59,7 @@ class Strategy(str, Enum):
     sequential = "sequential"
     both = "both"          # joint and sequential side by side, the same budget each
     random = "random"      # the floor: random candidates of the joint space
+    all = "all"            # joint, sequential and the random floor, the same budget each
 
 
 def emit_json(payload: Any, dest: str | None, what: str = "--json") -> bool:

@@ -19,7 +19,7 @@ from hwmodels.errors import CodesignError
 def search(
     config: Annotated[Path, typer.Argument(help="search config (TOML); see examples/digits_systolic.toml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder: study.db, pareto.csv/json, model files, report.html")],
-    strategy: Annotated[Strategy, typer.Option("--strategy", help="joint, sequential, or both side by side (same budget each)")] = Strategy.both,
+    strategy: Annotated[Strategy, typer.Option("--strategy", help="joint, sequential, both side by side, random (the floor), or all three (same budget each)")] = Strategy.both,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study in OUT after a crash or Ctrl-C")] = False,
     pick: Annotated[Optional[int], typer.Option("--pick", help="index in the joint front of the design to export (default: knee point)")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", help="override budget.trials")] = None,
@@ -35,7 +35,8 @@ def search(
         cfg.budget.trials = trials
     if seed is not None:
         cfg.seed = seed
-    strategies = ["joint", "sequential"] if strategy is Strategy.both else [strategy.value]
+    strategies = {Strategy.both: ["joint", "sequential"], Strategy.all: ["joint", "sequential", "random"]}.get(
+        strategy, [strategy.value])
     from codesign.search.checks import check_references
 
     try:
