@@ -10,6 +10,8 @@ file and the node or tensor.
 """
 from __future__ import annotations
 
+import math
+
 import onnx
 from onnx import TensorProto, helper
 
@@ -40,9 +42,7 @@ def check_numel(name: str, shape: tuple[int, ...], source: str) -> None:
     if any(d < 0 for d in shape):
         raise CodesignError(f"{source}: tensor {name!r} gets a negative dimension {list(shape)} (its inputs' shapes "
                             f"do not fit the op); fix the model")
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     if n > MAX_ELEMENTS:
         raise CodesignError(f"{source}: tensor {name!r} would hold {n:.3g} elements ({list(shape)}), more than "
                             f"{MAX_ELEMENTS:.3g}; check its dims or --input-shape")
@@ -100,9 +100,7 @@ def _run_checker(model: onnx.ModelProto, source: str) -> None:
 def _check_tensor(t: TensorProto, source: str) -> None:
     if any(d < 0 for d in t.dims):
         raise CodesignError(f"{source}: initializer {t.name!r} has negative dims {list(t.dims)}")
-    n = 1
-    for d in t.dims:
-        n *= d
+    n = math.prod(t.dims)
     if n > MAX_ELEMENTS:
         raise CodesignError(f"{source}: initializer {t.name!r} declares {n:.3g} elements ({list(t.dims)}), more than "
                             f"{MAX_ELEMENTS:.3g}; the file is damaged or not a network this tool costs")
@@ -137,9 +135,7 @@ def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
     if any(d == 0 for d in dims):
         raise CodesignError(f"{source}: input {vi.name!r} has a zero-size dimension {dims}: nothing to run; "
                             f"give its real size with --input-shape")
-    n = 1
-    for d in dims:
-        n *= d
+    n = math.prod(dims)
     if n > MAX_ELEMENTS:
         raise CodesignError(f"{source}: input {vi.name!r} would hold {n:.3g} elements ({dims}), more than "
                             f"{MAX_ELEMENTS:.3g}; give a realistic --input-shape")
