@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]   # a container's small /dev/shm must not crash the renderer
 LOCAL_SCHEMES = ("file:", "data:", "about:", "blob:")  # blob: URLs are made by the page itself
 RENDER_TIMEOUT_MS = 20_000
 MAX_EMPTY_DECADES = 2.0  # a log axis may reach this far beyond its data on either side
