@@ -193,7 +193,8 @@ def predicted_vs_measured(pairs: dict[str, list[tuple[float, float, float]]]):
         stats[s] = {"n": len(pts), "mae_points": float(np.mean(np.abs(p - m)) * 100), "spearman": rho,
                     "within_2sd": float(np.mean(np.abs(p - m) <= 2 * sd + 1e-12))}
         fig.add_trace(go.Scatter(x=p.astype(np.float32), y=m.astype(np.float32), mode="markers",
-                                 error_x=dict(type="data", array=sd.astype(np.float32), thickness=1, width=0),
+                                 error_x=dict(type="data", array=sd.astype(np.float32), thickness=0.7, width=0,
+                                              color="rgba(120,120,120,0.35)"),     # the ensemble's spread, faint
                                  marker=dict(color=STRATEGY_COLOURS.get(s, "#333"), size=7, opacity=0.8),
                                  name=f"{s} (n={len(pts)}, MAE {stats[s]['mae_points']:.2f} pts)"))
     if not stats:

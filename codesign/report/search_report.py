@@ -114,7 +114,7 @@ def _strategies(page: Page, summary: dict) -> None:
     if comp:
         page.add(f"<h3>What the joint search found that the sequential one could not</h3><p>{comp['joint_beyond_sequential']} "
                  f"of the {comp['joint_front']} joint front members are weakly dominated by no sequential front member.</p>"
-                 + "".join(f"<li>{esc(f)}</li>" for f in comp.get("findings", [])))
+                 + ("<ul>" + "".join(f"<li>{esc(f)}</li>" for f in comp["findings"]) + "</ul>" if comp.get("findings") else ""))
 
 
 def _surrogate(page: Page, summary: dict, rows: dict[str, list[Row]]) -> None:
