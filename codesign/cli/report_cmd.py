@@ -27,11 +27,11 @@ def report(
                       f"changed after the search finished; `codesign search CONFIG --out {out} --resume` re-exports it")
     key = candidate_key
     try:
-        write_fronts(out, inputs.rows, inputs.objectives, inputs.test_accuracy_by(key), key, inputs.logs,
-                     comparison=inputs.comparison, usage=inputs.usage)
+        summary = write_fronts(out, inputs.rows, inputs.objectives, inputs.test_accuracy_by(key), key, inputs.logs,
+                               comparison=inputs.comparison, usage=inputs.usage)
     except (KeyError, ValueError) as e:
         raise CodesignError(f"{out}/report_data.json does not describe a complete search ({e}); rerun the search "
                             f"with --resume") from None
-    write_outputs(out, inputs)
+    write_outputs(out, inputs, summary)
     console.print(f"rebuilt {out}/report.html, pareto.csv, pareto.json from {saved} measured trials")
 

@@ -151,7 +151,7 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
         _, cost = problem.evaluation.cost(chosen.candidate)
     inputs = ReportInputs(cfg.objectives, rows, [(c.to_json(), a) for c, a in _test_pairs(fronts, test_acc, problem.key)],
                           logs, summary.get("joint_vs_sequential"), runner.usage, design, cost, problem.target, {})
-    write_outputs(out, inputs)
+    write_outputs(out, inputs, summary)
     _print(console, summary, design, out)
 
 
@@ -172,16 +172,14 @@ DESIGN_FILES = ["model.onnx", "model.qdq.onnx", "accelerator.toml", "model_tvm.s
                 "pareto.json", "study.db"]
 
 
-def write_outputs(out: Path, inputs) -> dict:
+def write_outputs(out: Path, inputs, summary: dict) -> None:
     """report_data.json, then report.html from it: the one path both `search` and `report` take."""
     from codesign.report.search_report import file_sizes, write_search_report
     from codesign.search.saved import save
 
-    summary = json.loads((out / "pareto.json").read_text())["summary"]
     inputs.files = file_sizes(out, DESIGN_FILES)
     save(out, inputs)
     write_search_report(out / "report.html", inputs, summary)
-    return summary
 
 
 def _phase_logs(logs: dict, strategy: str) -> dict:

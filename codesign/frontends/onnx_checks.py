@@ -33,19 +33,22 @@ def check_model(model: onnx.ModelProto, source: str) -> None:
         raise CodesignError(f"{source}: the graph declares no outputs; export the model with its outputs")
     for t in g.initializer:
         _check_tensor(t, source)
-    for vi in g.input:
-        _check_dims(vi, source)
 
 
-def check_numel(name: str, shape: tuple[int, ...], source: str) -> None:
-    """A tensor of absurd or negative size, found by shape inference, before anything uses it."""
-    if any(d < 0 for d in shape):
-        raise CodesignError(f"{source}: tensor {name!r} gets a negative dimension {list(shape)} (its inputs' shapes "
-                            f"do not fit the op); fix the model")
-    n = math.prod(shape)
-    if n > MAX_ELEMENTS:
-        raise CodesignError(f"{source}: tensor {name!r} would hold {n:.3g} elements ({list(shape)}), more than "
-                            f"{MAX_ELEMENTS:.3g}; check its dims or --input-shape")
+def check_sizes(shapes: dict[str, tuple[int, ...]], inputs: list[str], source: str) -> None:
+    """Every tensor's size after ``--input-shape`` and shape inference, before any rule multiplies
+    it: no negative dimension, none beyond ``MAX_ELEMENTS``; a graph input also not empty."""
+    for name, shape in shapes.items():
+        what = "input" if name in inputs else "tensor"
+        if any(d < 0 for d in shape):
+            raise CodesignError(f"{source}: {what} {name!r} has a negative dimension {list(shape)} "
+                                f"({'fix the export' if what == 'input' else 'its inputs do not fit the op; fix the model'})")
+        if what == "input" and 0 in shape:
+            raise CodesignError(f"{source}: input {name!r} has a zero-size dimension {list(shape)}: nothing to run; "
+                                f"give its real size with --input-shape")
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise CodesignError(f"{source}: {what} {name!r} would hold {math.prod(shape):.3g} elements ({list(shape)}), "
+                                f"more than {MAX_ELEMENTS:.3g}; check its dims or --input-shape")
 
 
 def _check_versions(model: onnx.ModelProto, source: str) -> None:
@@ -123,22 +126,6 @@ def _check_tensor(t: TensorProto, source: str) -> None:
     if held and held not in (n, 2 * n):          # complex types store 2 values per element
         raise CodesignError(f"{source}: initializer {t.name!r} holds {held} values where its dims {list(t.dims)} "
                             f"need {n}; the file is damaged")
-
-
-def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return
-    dims = [d.dim_value for d in t.shape.dim if d.HasField("dim_value")]
-    if any(d < 0 for d in dims):
-        raise CodesignError(f"{source}: input {vi.name!r} has a negative dimension {dims}; fix the export")
-    if any(d == 0 for d in dims):
-        raise CodesignError(f"{source}: input {vi.name!r} has a zero-size dimension {dims}: nothing to run; "
-                            f"give its real size with --input-shape")
-    n = math.prod(dims)
-    if n > MAX_ELEMENTS:
-        raise CodesignError(f"{source}: input {vi.name!r} would hold {n:.3g} elements ({dims}), more than "
-                            f"{MAX_ELEMENTS:.3g}; give a realistic --input-shape")
 
 
 def _first_line(e: Exception) -> str:

@@ -15,7 +15,7 @@ from onnx import helper, shape_inference
 from hwmodels.errors import CodesignError
 from codesign.frontends.onnx_external import (is_external, load_external, location, needs_weights,
                                               unread_tensors, weights_note)
-from codesign.frontends.onnx_checks import check_model, check_numel
+from codesign.frontends.onnx_checks import check_model, check_sizes
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
 from hwmodels.workload import Layer, Workload
 
@@ -204,8 +204,7 @@ def _unread_sources(model: onnx.ModelProto, static: set[str], unread: dict[str, 
 def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str] | None = None) -> Workload:
     unread = unread or {}
     tensors = _Tensors(model)
-    for t, shape in tensors.shape.items():       # absurd or negative sizes, before any rule multiplies them
-        check_numel(t, shape, source)
+    check_sizes(tensors.shape, [i.name for i in _activation_inputs(model)], source)
     static = _static_tensors(model, tensors)
     wl = Workload(name)
     if unread:

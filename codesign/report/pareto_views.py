@@ -46,11 +46,6 @@ def _arr(points, objective):
     return np.array([p["metrics"][objective] for p in points], dtype=np.float32)
 
 
-def _hover(points, objectives) -> list[str]:
-    return [f"trial {p['trial']}{' (hw trade-off)' if p.get('derived') else ''}: "
-            + ", ".join(f"{o} {p['metrics'][o]:.4g}" for o in objectives) for p in points]
-
-
 def pair_panels(points: dict[str, list[dict]], fronts: dict[str, list[dict]], objectives: list[str],
                 chosen: dict | None, title: str):
     import plotly.graph_objects as go
