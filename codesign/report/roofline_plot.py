@@ -1,10 +1,12 @@
-"""Roofline plot: each layer as a point (arithmetic intensity vs achieved MAC rate)."""
+"""Roofline plot as a PNG (``analyze --plot``): the same ceilings and layer points as the HTML
+roofline (``codesign.report.roofline``), drawn with matplotlib."""
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
 from codesign.files import write_bytes
+from codesign.report.roofline import ceilings, layer_points
 from hwmodels.base import NetworkCost
 from hwmodels.targets import Target
 
@@ -16,23 +18,23 @@ def plot_roofline(cost: NetworkCost, target: Target, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    pts = [(l.macs / max(l.weight_bytes + l.act_bytes, 1), l.macs / l.latency_s / 1e9, l.op_class)
-           for l in cost.layers if l.macs > 0 and l.latency_s > 0]
+    hw = target.systolic.default.model_dump() if getattr(target, "systolic", None) is not None else None
+    peaks, levels = ceilings(target, hw)
+    pts = layer_points(cost)
+    top = max(peaks.values())
     fig, ax = plt.subplots(figsize=(7, 5))
     xs = np.logspace(-2, 4, 200)
-    for prec, peak in target.peak_gmacs.items():
+    for prec, peak in peaks.items():
         ax.axhline(peak, ls=":", lw=0.8, color="grey")
         ax.text(xs[0], peak * 1.05, f"peak {prec}", fontsize=7, color="grey")
-    for level in target.memory:
-        ax.plot(xs, np.minimum(xs * level.bandwidth_gbs, max(target.peak_gmacs.values())), lw=1,
-                label=f"{level.name} {level.bandwidth_gbs:g} GB/s")
-    classes = sorted({c for _, _, c in pts})
-    for c in classes:
-        sel = [(x, y) for x, y, cc in pts if cc == c]
-        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=12, label=c)
+    for name, bw in levels:
+        ax.plot(xs, np.minimum(xs * bw, top), lw=1, label=f"{name} {bw:g} GB/s")
+    for bound in sorted({p["bound"] for p in pts}):
+        sel = [p for p in pts if p["bound"] == bound]
+        ax.scatter([p["intensity"] for p in sel], [p["gmacs"] for p in sel], s=12, label=f"bound by {bound}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (MACs / byte moved)")
+    ax.set_xlabel("arithmetic intensity (MACs per byte moved)")
     ax.set_ylabel("achieved GMAC/s")
     ax.set_title(f"{cost.model} on {cost.target} ({cost.cost_model})")
     ax.legend(fontsize=7, loc="lower right")
