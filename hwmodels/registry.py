@@ -28,6 +28,7 @@ _MODELS: dict[str, str | Callable[..., Any]] = {
     "roofline": "hwmodels.roofline:RooflineModel",
     "measured": "hwmodels.measured:MeasuredModel",
     "systolic": "hwmodels.systolic_model:SystolicCostModel",
+    "bitfusion": "hwmodels.bitfusion_model:BitFusionCostModel",
     "runtime": "hwmodels.runtime_model:RuntimeModel",
     "row-stationary": "hwmodels.row_stationary:RowStationaryModel",
     "tiled": "hwmodels.tiled:TiledModel",
@@ -70,13 +71,13 @@ def cost_model_origins() -> dict[str, str]:
 
 
 def resolve_name(name: str, target) -> str:
-    """``auto``: the model the target file names (``cost_model``), else the systolic simulation
-    for accelerator templates, else the roofline."""
+    """``auto``: the model the target file names (``cost_model``), else the template's own simulation
+    for accelerator templates (a template kind names its cost model), else the roofline."""
     if name != "auto":
         return name
     if getattr(target, "cost_model", None):
         return target.cost_model
-    return "systolic" if target.systolic is not None else "roofline"
+    return getattr(target, "template_kind", None) or "roofline"
 
 
 def get_cost_model(name: str, **options):

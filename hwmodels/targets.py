@@ -27,6 +27,9 @@ KERNEL_CLASSES = ("grouped_conv",)
 OP_CLASS_NAMES = OP_CLASSES + KERNEL_CLASSES
 
 
+# accelerator templates: the table that declares one, which is also the name of its cost model
+TEMPLATE_KINDS = ("systolic", "bitfusion")
+
 PLAUSIBLE_MAX = 1e15        # beyond any device's rate, size or energy in this schema's units
 
 
@@ -127,6 +130,88 @@ class SystolicRanges(_Strict):
 class SystolicTemplate(_Strict):
     default: SystolicConfig
     ranges: SystolicRanges
+
+
+class BitFusionConfig(_Strict):
+    """One point of the Bit Fusion template (Sharma et al., ISCA 2018): a rows x cols array of
+    fusion units, each of 16 BitBricks; names of the SRAMs as in the systolic template
+    (ifmap = IBUF, filter = WBUF, ofmap = OBUF) so that SRAM budgets read the same."""
+
+    rows: int = Field(gt=0, description="fusion units along the reduction (input channels x window)")
+    cols: int = Field(gt=0, description="fusion units along the output channels")
+    ifmap_sram_kb: float = Field(gt=0, description="IBUF, one bank per row")
+    filter_sram_kb: float = Field(gt=0, description="WBUF, one bank per fusion unit")
+    ofmap_sram_kb: float = Field(gt=0, description="OBUF, one bank per column")
+    dram_bits_per_cycle: float = Field(gt=0, description="off-chip interface width (the authors' if_width)")
+    clock_mhz: float = Field(gt=0)
+    w_bits: int = Field(default=8, description="weight bits a layer runs at when none are given")
+    a_bits: int = Field(default=8, description="activation bits a layer runs at when none are given")
+
+    @field_validator("w_bits", "a_bits")
+    @classmethod
+    def _runnable(cls, v: int) -> int:
+        if v not in (2, 4, 8, 16):
+            raise ValueError(f"{v} bits cannot run on BitBricks; use 2, 4, 8 or 16")
+        return v
+
+
+class BitFusionRanges(_Strict):
+    """Values a design-space exploration or joint search may pick for each Bit Fusion field."""
+
+    rows: list[int]
+    cols: list[int]
+    ifmap_sram_kb: list[float]
+    filter_sram_kb: list[float]
+    ofmap_sram_kb: list[float]
+    dram_bits_per_cycle: list[float]
+
+    @model_validator(mode="after")
+    def _non_empty_positive(self):
+        for name, values in self:
+            if not values:
+                raise ValueError(f"range {name} is empty")
+            if any(v <= 0 for v in values):
+                raise ValueError(f"range {name} must hold positive values")
+        return self
+
+
+class FusionUnit(_Strict):
+    """One fusion unit: what it does per cycle and what it costs (synthesis figures)."""
+
+    max_bits: int = Field(default=8, gt=0, description="operand width one fused PE spans spatially (pmax)")
+    min_bits: int = Field(default=2, gt=0, description="BitBrick width (pmin); narrower operands run at it")
+    psum_bits: int = Field(default=32, gt=0, description="partial-sum width in the OBUF")
+    area_um2: float = Field(gt=0, description="one fusion unit, incl. its shift-add tree and registers")
+    dynamic_pj_per_cycle: float = Field(gt=0, description="dynamic energy of one busy fusion unit per cycle")
+
+
+class SramTable(_Strict):
+    """SRAM bank figures (CACTI) by bank size; the model interpolates them log-log."""
+
+    access_bits: int = Field(gt=0, description="bits per access of the banks in the table")
+    bank_bytes: list[float] = Field(min_length=2)
+    read_nj_per_access: list[float] = Field(min_length=2)
+    write_nj_per_access: list[float] = Field(min_length=2)
+    bank_area_mm2: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _aligned(self):
+        n = len(self.bank_bytes)
+        for name in ("read_nj_per_access", "write_nj_per_access", "bank_area_mm2"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} bank sizes")
+            if any(v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must hold positive values")
+        if any(b <= a for a, b in zip(self.bank_bytes, self.bank_bytes[1:])) or self.bank_bytes[0] <= 0:
+            raise ValueError("bank_bytes must be positive and strictly increasing")
+        return self
+
+
+class BitFusionTemplate(_Strict):
+    default: BitFusionConfig
+    ranges: BitFusionRanges
+    unit: FusionUnit
+    sram: SramTable
 
 
 class Calibration(_Strict):
@@ -258,6 +343,7 @@ class Target(_Strict):
     weight_memory_bytes: float | None = Field(default=None, gt=0, description="flash/ROM for weights, MCUs")
     area: Area | None = None
     systolic: SystolicTemplate | None = None
+    bitfusion: BitFusionTemplate | None = Field(default=None, description="a Bit Fusion array template (cost model bitfusion)")
     calibration: Calibration | None = None
     cost_model: str | None = Field(default=None, description="the cost model `auto` picks for this target "
                                    "(a registered name); default: systolic for templates, else roofline")
@@ -290,12 +376,26 @@ class Target(_Strict):
 
     @model_validator(mode="after")
     def _template_has_config(self):
-        if self.kind == "template" and self.systolic is None:
-            raise ValueError("a template target needs a [systolic] table")
+        kinds = [k for k in TEMPLATE_KINDS if getattr(self, k) is not None]
+        if self.kind == "template" and len(kinds) != 1:
+            raise ValueError("a template target needs exactly one of the tables "
+                             + ", ".join(f"[{k}]" for k in TEMPLATE_KINDS) + (f" (it has {', '.join(kinds)})" if kinds else ""))
         names = [m.name for m in self.memory]
         if len(set(names)) != len(names):
             raise ValueError(f"memory levels must have distinct names (got {', '.join(names)})")
         return self
+
+    @property
+    def template_kind(self) -> str | None:
+        """Which accelerator template this target is ("systolic", "bitfusion"), None for a fixed device.
+        The name is also the template's table in the TOML and its cost model."""
+        return next((k for k in TEMPLATE_KINDS if getattr(self, k) is not None), None)
+
+    @property
+    def template(self):
+        """The template's table (``default`` and ``ranges``), None for a fixed device."""
+        kind = self.template_kind
+        return getattr(self, kind) if kind else None
 
     @property
     def main_memory(self) -> MemoryLevel:
