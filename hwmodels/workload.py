@@ -107,6 +107,10 @@ class Workload:
         self.graph_outputs: dict[str, tuple[int, ...]] = {}
         self.weights_read = True          # False: built from shapes only (e.g. an absent external weight file)
         self.notes: list[str] = []        # what the frontend wants the user to know (e.g. weights not read)
+        # the bit-widths the model itself fixes (a QDQ model's Q/DQ nodes): a hwmodels.bits.BitAssignment,
+        # or None for a float model (then the caller's --bits or the target's default apply)
+        self.bits = None
+        self.quantized_layers: list[str] = []     # the layers whose bits that model's Q/DQ nodes give
 
     def add_layer(self, layer: Layer) -> None:
         if layer.name in self.graph:

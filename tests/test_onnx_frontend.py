@@ -166,10 +166,13 @@ def test_unknown_op_is_kept_and_listed_not_dropped():
     assert fancy.macs == 0 and fancy.input_bytes == 64 and not fancy.modelled
 
 
-def test_dynamic_batch_needs_input_shape():
+def test_dynamic_batch_is_one_other_dynamic_dims_need_input_shape():
     nodes = [helper.make_node("Relu", ["x"], ["y"])]
     m = _model(nodes, [_vi("x", ["batch", 3, 8, 8])], [_vi("y", None)])
-    with pytest.raises(CodesignError, match=r"input 'x' has dynamic dims \[batch, 3, 8, 8\]; pass --input-shape x=1x3x8x8"):
+    wl = workload_from_model(m)                      # a dynamic batch dimension is taken as 1, and said so
+    assert wl.layers()[0].output_shapes == [(1, 3, 8, 8)] and "dynamic batch dimension 'batch' taken as 1" in wl.notes[0]
+    m = _model(nodes, [_vi("x", ["batch", 3, "h", 8])], [_vi("y", None)])
+    with pytest.raises(CodesignError, match=r"input 'x' has dynamic dims \[batch, 3, h, 8\]; pass --input-shape x=1x3x1x8"):
         workload_from_model(m)
     wl = workload_from_model(m, parse_input_shapes(["x=4x3x8x8"]))
     assert wl.layers()[0].output_shapes == [(4, 3, 8, 8)]

@@ -28,7 +28,7 @@ def analyze(
 ) -> None:
     """Estimate latency, energy and memory of MODEL on a target, layer by layer."""
     from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
-    from hwmodels.bits import parse_bits
+    from codesign.frontends.qdq_reader import bits_json, costing_bits
     from hwmodels.registry import get_cost_model, resolve_name
     from hwmodels.targets import load_target
 
@@ -40,14 +40,15 @@ def analyze(
         from codesign.frontends.tvm_frontend import load_onnx_via_tvm
 
         workload = load_onnx_via_tvm(model, shapes)
-    assignment = parse_bits(bits, [l.name for l in workload.layers()])
+    assignment, bits_source, bits_notes = costing_bits(bits, workload)   # a QDQ model's own bits unless --bits
     name = resolve_name(cost_model, tgt)
     if name == "systolic" and tgt.systolic is None:
         raise CodesignError(f"--cost-model systolic needs a template target with a [systolic] table; {tgt.name!r} has none")
     result = get_cost_model(name).estimate(workload, tgt, assignment)
-    result.notes[:0] = workload.notes    # e.g. "weights not read: ..." for a shape-only model
+    result.notes[:0] = workload.notes + bits_notes    # e.g. "weights not read: ..." for a shape-only model
     payload = result.to_json()
     payload["weights_read"] = workload.weights_read
+    payload["bits"] = bits_json(assignment, bits_source, workload)
     stated = tgt.validation.stated_error(name) if tgt.validation is not None else ""
     beyond = ""
     if tgt.validation is not None:

@@ -29,7 +29,7 @@ def check(
 ) -> None:
     """Exit 0 if MODEL meets every budget on TARGET, 1 if not, 2 on bad input."""
     from codesign.frontends.onnx_frontend import load_onnx, parse_input_shapes
-    from hwmodels.bits import parse_bits
+    from codesign.frontends.qdq_reader import bits_json, costing_bits
     from hwmodels.registry import get_cost_model, resolve_name
     from hwmodels.targets import load_target
 
@@ -42,7 +42,8 @@ def check(
     tgt = load_target(target)
     workload = load_onnx(model, parse_input_shapes(input_shape))
     name = resolve_name(cost_model, tgt)
-    cost = get_cost_model(name).estimate(workload, tgt, parse_bits(bits, [l.name for l in workload.layers()]))
+    assignment, bits_source, bits_notes = costing_bits(bits, workload)   # a QDQ model's own bits unless --bits
+    cost = get_cost_model(name).estimate(workload, tgt, assignment)
     if max_energy_mj is not None and cost.energy_j is None:
         raise CodesignError(f"cost model {name!r} does not estimate energy; drop --max-energy-mj or choose another --cost-model")
     actual = {"latency_ms": cost.latency_s * 1e3, "energy_mj": None if cost.energy_j is None else cost.energy_j * 1e3,
@@ -53,7 +54,8 @@ def check(
                "over_budget": sorted(over)}
     verdict["dominant_layers"] = _dominant(cost, over, top)
     verdict["weights_read"] = workload.weights_read
-    verdict["notes"] = list(workload.notes)
+    verdict["notes"] = list(workload.notes) + bits_notes
+    verdict["bits"] = bits_json(assignment, bits_source, workload)
     if tgt.validation is not None:         # a gate should know when the estimate is extrapolated
         verdict["range_note"] = tgt.validation.outside(workload.macs, workload.weight_bytes)
     if not emit_json(verdict, json_out):

@@ -20,6 +20,7 @@ from hwmodels.errors import CodesignError
 MIN_OPSET = 7                      # the oldest opset onnxruntime loads
 MAX_ELEMENTS = 2**32               # per tensor: 16 GiB of fp32, beyond any network this tool costs
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"}
+_PACKED_4BIT = {TensorProto.INT4, TensorProto.UINT4} | ({TensorProto.FLOAT4E2M1} if hasattr(TensorProto, "FLOAT4E2M1") else set())
 _TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 
@@ -123,7 +124,8 @@ def _check_tensor(t: TensorProto, source: str) -> None:
                                 f"{list(t.dims)} need {expected}; the file is damaged")
         return
     held = max((len(getattr(t, f)) for f in _TYPED_FIELDS), default=0)
-    if held and held not in (n, 2 * n):          # complex types store 2 values per element
+    packed = (n + 1) // 2 if t.data_type in _PACKED_4BIT else None   # int4/uint4: 2 values per int32_data entry
+    if held and held not in (n, 2 * n, packed):  # complex types store 2 values per element
         raise CodesignError(f"{source}: initializer {t.name!r} holds {held} values where its dims {list(t.dims)} "
                             f"need {n}; the file is damaged")
 

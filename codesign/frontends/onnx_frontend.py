@@ -17,6 +17,8 @@ from codesign.frontends.onnx_external import (is_external, load_external, locati
                                               unread_tensors, weights_note)
 from codesign.frontends.onnx_checks import check_model, check_sizes
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
+from codesign.frontends.qdq_reader import assignment as qdq_assignment, read_qdq
+from hwmodels.bits import LayerBits
 from hwmodels.workload import Layer, Workload
 
 _CONST_PRODUCERS = {"Constant", "ConstantOfShape"}
@@ -72,12 +74,61 @@ def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None 
 
 def workload_from_model(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None = None,
                         name: str = "model", source: str = "<model>") -> Workload:
-    model = _with_static_inputs(model, input_shapes or {}, source)
+    """A Workload of ``model`` at static input shapes (a dynamic batch dimension is taken as 1).
+
+    Shapes come from ONNX shape inference; where it leaves some open (e.g. a Reshape whose shape
+    is computed at run time), from one onnxruntime run on a zero input (``shape_probe``).  A QDQ
+    model's Q/DQ nodes are folded into the layers they feed and its bits become ``Workload.bits``.
+    """
+    model, notes = _with_static_inputs(model, input_shapes or {}, source)
+    model = _infer(model, source)
+    unread = unread_tensors(model)
+    tensors = _Tensors(model)
+    open_shapes = _open_tensors(model, tensors)
+    if open_shapes and not unread:
+        check_sizes(tensors.shape, [i.name for i in _activation_inputs(model)], source)   # before any run
+        from codesign.frontends.shape_probe import probe_shapes
+
+        found = probe_shapes(model, open_shapes, source)
+        if found:
+            model = _infer(_with_value_info(model, found), source)
+            notes.append(f"shapes of {len(found)} tensor(s) that shape inference left open came from one "
+                         f"onnxruntime run on a zero input at the static input shapes")
+    wl = _build(model, name, source, unread)
+    wl.notes[:0] = notes
+    return wl
+
+
+def _infer(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     try:
-        model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:
         raise CodesignError(f"{source}: ONNX shape inference failed: {_first_line(e)}") from None
-    return _build(model, name, source, unread_tensors(model))
+
+
+def _open_tensors(model: onnx.ModelProto, tensors: "_Tensors") -> list[str]:
+    """Tensors the costing needs whose shapes shape inference left open: outputs of nodes that are
+    not constant folding (only the first output of a node is needed, like ``_layer`` requires)."""
+    static = _static_tensors(model, tensors)
+    out = []
+    for node in model.graph.node:
+        if all(o in static for o in node.output if o) or not node.output or not node.output[0]:
+            continue
+        if node.output[0] not in tensors.shape:
+            out.append(node.output[0])
+    return out
+
+
+def _with_value_info(model: onnx.ModelProto, shapes: dict[str, tuple[int, tuple[int, ...]]]) -> onnx.ModelProto:
+    """A copy of ``model`` whose value_info states ``shapes`` (name -> (elem_type, dims))."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = [vi for vi in copy.graph.value_info if vi.name not in shapes]
+    del copy.graph.value_info[:]
+    copy.graph.value_info.extend(kept)
+    for name, (elem_type, dims) in shapes.items():
+        copy.graph.value_info.append(helper.make_tensor_value_info(name, elem_type, list(dims)))
+    return copy
 
 
 def _first_line(e: Exception) -> str:
@@ -90,8 +141,13 @@ def _activation_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in inits]
 
 
-def _with_static_inputs(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]], source: str) -> onnx.ModelProto:
+def _with_static_inputs(model: onnx.ModelProto, overrides: dict[str, tuple[int, ...]],
+                        source: str) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy with every input's dims fixed: from ``--input-shape``, else a dynamic batch (first)
+    dimension of an input of rank >= 2 taken as 1 (said in the returned notes); any other dynamic
+    dimension is an error that says which ``--input-shape`` to give."""
     inputs = {i.name: i for i in _activation_inputs(model)}
+    notes = []
     for nm in overrides:
         if nm not in inputs:
             raise CodesignError(f"{source}: --input-shape names {nm!r} but the model's inputs are {', '.join(inputs)}")
@@ -110,11 +166,19 @@ def _with_static_inputs(model: onnx.ModelProto, overrides: dict[str, tuple[int, 
                     raise CodesignError(f"{source}: input {vi.name!r} has fixed dims {_dims_text(dims)}; --input-shape gives {'x'.join(map(str, shape))}")
                 d.ClearField("dim_param")
                 d.dim_value = val
-        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+            continue
+        dynamic = lambda d: not d.HasField("dim_value") or d.dim_value <= 0
+        if len(dims) >= 2 and not dims[0].HasField("dim_value") and not any(dynamic(d) for d in dims[1:]):
+            label = dims[0].dim_param or "?"
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+            notes.append(f"input {vi.name!r}: dynamic batch dimension {label!r} taken as 1 "
+                         f"(give --input-shape {vi.name}={_dims_text(dims)[1:-1].replace(', ', 'x')} with another batch to change it)")
+        elif any(dynamic(d) for d in dims):
             example = "x".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else "1" for d in dims)
             raise CodesignError(f"{source}: input {vi.name!r} has dynamic dims {_dims_text(dims)}; "
                                 f"pass --input-shape {vi.name}={example} (adjusting the sizes)")
-    return model_copy
+    return model_copy, notes
 
 
 def _dims_text(dims) -> str:
@@ -128,11 +192,14 @@ class _Tensors:
         self.shape: dict[str, tuple[int, ...]] = {}
         self.itemsize: dict[str, int] = {}
         self.is_float: dict[str, bool] = {}
+        self.elem_type: dict[str, int] = {}      # every typed tensor, shaped or not
         g = model.graph
         for init in g.initializer:
             self._set(init.name, tuple(init.dims), init.data_type)
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             t = vi.type.tensor_type
+            if t.elem_type:
+                self.elem_type.setdefault(vi.name, t.elem_type)
             if not t.HasField("shape"):
                 continue
             dims = t.shape.dim
@@ -141,6 +208,7 @@ class _Tensors:
 
     def _set(self, name: str, shape: tuple[int, ...], elem_type: int) -> None:
         self.shape[name] = shape
+        self.elem_type[name] = elem_type
         try:
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
             self.itemsize[name] = dtype.itemsize
@@ -211,17 +279,24 @@ def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str
         wl.weights_read = False
         wl.notes.append(weights_note(unread))
     sources = _unread_sources(model, static, unread) if unread else {}
+    qdq = read_qdq(model, static, tensors.elem_type, source)
+    alias = qdq.alias if qdq is not None else {}
     graph_inputs = [i.name for i in _activation_inputs(model)]
     wl.graph_inputs = {n: tensors.shape[n] for n in graph_inputs if n in tensors.shape}
-    wl.graph_outputs = {o.name: tensors.shape.get(o.name, ()) for o in model.graph.output}
+    wl.graph_outputs = {alias.get(o.name, o.name): tensors.shape.get(o.name, ()) for o in model.graph.output}
     producer: dict[str, str] = {}
     param_owner: dict[str, str] = {}
     used_names: set[str] = set()
+    per_layer: dict[str, LayerBits] = {}
     for index, node in enumerate(model.graph.node):
         if all(o in static for o in node.output if o):
             continue  # folded constant / shape computation
+        if qdq is not None and index in qdq.folded:
+            continue  # a Q/DQ pair (and its Clip): part of the layer it feeds
         layer_name = _unique(node.name or f"{node.op_type}_{index}", used_names)
-        layer = _layer(node, layer_name, tensors, static, param_owner, source, sources)
+        layer = _layer(node, layer_name, tensors, static, param_owner, source, sources, alias)
+        if qdq is not None and (bits := qdq.layer_bits(node)) is not None:
+            per_layer[layer_name] = bits
         wl.add_layer(layer)
         wl.graph.nodes[layer_name]["index"] = index
         for t in layer.inputs:
@@ -229,6 +304,14 @@ def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str
                 wl.add_edge(producer[t], layer_name, t, tensors.nbytes(t))
         for t in layer.outputs:
             producer[t] = layer_name
+    if qdq is not None:
+        wl.bits = qdq_assignment(per_layer, {l.name: l.op_class for l in wl.layers()})
+        wl.quantized_layers = sorted(per_layer)     # the layers whose bits the Q/DQ nodes give
+        folded = len(qdq.folded)
+        wl.notes.extend(qdq.notes)
+        if wl.bits is not None:
+            wl.notes.append(f"bits from the model's Q/DQ nodes: {len(per_layer)} quantized layer(s); "
+                            f"{folded} Q/DQ/Clip node(s) folded into the layers they feed")
     return wl
 
 
@@ -243,8 +326,9 @@ def _unique(name: str, used: set[str]) -> str:
 
 def _layer(node: onnx.NodeProto, layer_name: str, tensors: _Tensors, static: set[str],
            param_owner: dict[str, str], source: str,
-           sources: dict[str, set[tuple[str, str]]] | None = None) -> Layer:
-    act_in = [i for i in node.input if i and i not in static]
+           sources: dict[str, set[tuple[str, str]]] | None = None, alias: dict[str, str] | None = None) -> Layer:
+    alias = alias or {}     # a folded Q/DQ's output -> the float tensor it carries
+    act_in = [alias.get(i, i) for i in node.input if i and i not in static]
     const_in = [i for i in node.input if i and i in static]
     outputs = [o for o in node.output if o]
     # optional extra outputs (e.g. Dropout's mask) may stay unshaped; the main ones may not

@@ -206,7 +206,7 @@ def relax_from_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] |
 
     from codesign.frontends.onnx_frontend import _with_static_inputs, read_onnx
 
-    model = _with_static_inputs(read_onnx(path), input_shapes or {}, str(path))
+    model, _ = _with_static_inputs(read_onnx(path), input_shapes or {}, str(path))   # batch 1 when dynamic
     try:
         return from_onnx(model, keep_params_in_input=False)
     except Exception as e:
