@@ -24,6 +24,9 @@ def search(
     pick: Annotated[Optional[int], typer.Option("--pick", help="index in the joint front of the design to export (default: knee point)")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", help="override budget.trials")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="override the config's seed")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="optuna storage URL for the studies (default: sqlite in OUT); several processes with the same postgresql://... URL and --resume share one study")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="measured evaluations in parallel on this machine (processes); with --ray, at most this many tasks at once")] = 1,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="run evaluations as Ray tasks: local (start Ray here), auto (the running cluster) or HOST:PORT")] = None,
 ) -> None:
     """Search architecture x per-layer bits x accelerator together; write the chosen design's files."""
     from codesign.search.config import load_config
@@ -43,12 +46,26 @@ def search(
         check_references(cfg)           # before anything is written to --out or trained
     except CodesignError as e:
         raise CodesignError(f"search config {config}: {e}") from None
+    if workers < 1:
+        raise CodesignError(f"--workers {workers}: give 1 or more")
+    from codesign.search import storage as st
+
+    url = storage if storage is not None else st.default_url(out)
+    if storage is not None:            # reachable, and holding no other config's study, before anything is trained
+        st.check_studies(st.open_storage(url), cfg, url, resume)
+    started_ray = False
+    if ray is not None:
+        from codesign.search.ray_workers import connect
+
+        started_ray = connect(ray, workers if workers > 1 else None)
     _prepare_out(out, resume, cfg)
     console = Console(stderr=True)
     lock = out / ".lock"
     write_text(lock, str(os.getpid()), "--out")
     try:
-        _run(cfg, out, strategies, pick, console)
+        _run(cfg, out, strategies, pick, console, url if storage is not None else None, workers, ray, started_ray)
+    except st.database_errors() as e:
+        raise st.lost_database(url, e) from None
     finally:
         lock.unlink(missing_ok=True)
 
@@ -95,7 +112,8 @@ def _remove_stray_tmp(out: Path) -> None:
             pass
 
 
-def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console) -> None:
+def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console: Console, url: str | None = None,
+         workers: int = 1, ray: str | None = None, started_ray: bool = False) -> None:
     from codesign.search.artifacts import write_design, write_fronts
     from codesign.search.problem import Problem
     from codesign.search.rows import front, pick
@@ -116,11 +134,19 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
             tasks[label] = progress.add_task(label, total=total, front=0)
         progress.update(tasks[label], completed=done, front=front_size)
 
-    runner = Runner(problem, cfg, out, report)
-    rows = {}
-    with progress:
-        for s in strategies:
-            rows[s] = {"joint": runner.joint, "sequential": runner.sequential, "random": runner.random}[s]()
+    from codesign.search.workers import make_evaluator
+
+    evaluator = make_evaluator(problem, workers, ray, started_ray)
+    if evaluator.capacity > 1:
+        console.print(f"  evaluations: {evaluator.capacity} at once ({evaluator.where})")
+    try:
+        runner = Runner(problem, cfg, out, report, url=url, evaluator=evaluator)
+        rows = {}
+        with progress:
+            for s in strategies:
+                rows[s] = {"joint": runner.joint, "sequential": runner.sequential, "random": runner.random}[s]()
+    finally:
+        evaluator.close()
     if not any(rows.values()):
         raise CodesignError("the budget ran out before any trial finished; raise budget.minutes")
     fronts = {s: front(r, cfg.objectives) for s, r in rows.items()}
