@@ -52,7 +52,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def _register() -> None:
     """Every command module imports only light modules at its top: torch and TVM load inside commands."""
-    from codesign.cli import analyze, calibrate, check, dse, profile, report_cmd, search, simulate, targets_cmd, train
+    from codesign.cli import analyze, calibrate, check, dse, profile, quantize_cmd, report_cmd, search, simulate, targets_cmd, train
 
     app.command("analyze")(analyze.analyze)
     app.command("check")(check.check)
@@ -65,6 +65,7 @@ def _register() -> None:
     app.command("evaluate")(train.evaluate)
     app.command("search")(search.search)
     app.command("report")(report_cmd.report)
+    app.command("quantize")(quantize_cmd.quantize)
 
 
 _register()
