@@ -17,7 +17,7 @@ from codesign.frontends.onnx_external import (is_external, load_external, locati
                                               unread_tensors, weights_note)
 from codesign.frontends.onnx_checks import check_model, check_sizes
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
-from codesign.frontends.qdq_reader import assignment as qdq_assignment, read_qdq
+from codesign.frontends.qdq_reader import assignment as qdq_assignment, read_qdq, standard_qdq
 from hwmodels.bits import LayerBits
 from hwmodels.workload import Layer, Workload
 
@@ -80,8 +80,8 @@ def workload_from_model(model: onnx.ModelProto, input_shapes: dict[str, tuple[in
     is computed at run time), from one onnxruntime run on a zero input (``shape_probe``).  A QDQ
     model's Q/DQ nodes are folded into the layers they feed and its bits become ``Workload.bits``.
     """
-    model, notes = _with_static_inputs(model, input_shapes or {}, source)
-    model = _infer(model, source)
+    runnable, notes = _with_static_inputs(model, input_shapes or {}, source)
+    model = _infer(standard_qdq(runnable), source)
     unread = unread_tensors(model)
     tensors = _Tensors(model)
     open_shapes = _open_tensors(model, tensors)
@@ -89,7 +89,7 @@ def workload_from_model(model: onnx.ModelProto, input_shapes: dict[str, tuple[in
         check_sizes(tensors.shape, [i.name for i in _activation_inputs(model)], source)   # before any run
         from codesign.frontends.shape_probe import probe_shapes
 
-        found = probe_shapes(model, open_shapes, source)
+        found = probe_shapes(runnable, open_shapes, source)
         if found:
             model = _infer(_with_value_info(model, found), source)
             notes.append(f"shapes of {len(found)} tensor(s) that shape inference left open came from one "

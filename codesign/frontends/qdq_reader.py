@@ -84,6 +84,20 @@ def _valid(bits: int) -> int:
     return bits if bits in _WIDTHS else FLOAT_BITS
 
 
+def standard_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with onnxruntime's com.microsoft QuantizeLinear/DequantizeLinear (what
+    onnxruntime.quantization writes for int4/16-bit below opset 21) in the standard domain, the
+    same ops, so that shape inference follows them.  For costing only: never saved or run."""
+    if not any(n.op_type in QDQ_OPS and n.domain == "com.microsoft" for n in model.graph.node):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for n in copy.graph.node:
+        if n.op_type in QDQ_OPS and n.domain == "com.microsoft":
+            n.domain = ""
+    return copy
+
+
 def has_qdq(model: onnx.ModelProto) -> bool:
     return any(n.op_type in QDQ_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node)
 
