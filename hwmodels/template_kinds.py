@@ -14,7 +14,7 @@ from typing import Hashable
 
 import numpy as np
 
-from hwmodels.bits import LayerBits, word_bits
+from hwmodels.bits import VALID_BITS, LayerBits, precision_bits, word_bits
 from hwmodels.errors import CodesignError
 from hwmodels.systolic import SystolicLayers
 from hwmodels.targets import BitFusionRanges, SystolicRanges, Target
@@ -128,6 +128,20 @@ class TemplateKind:
     def clock_mhz(self, target: Target) -> float:
         return self.template(target).default.clock_mhz
 
+    runnable_bits: tuple[int, ...] = VALID_BITS
+
+    def has_area(self, target: Target) -> bool:
+        """Whether the target's figures give this template an area."""
+        return True
+
+    def bits_fields(self, widest_bits: LayerBits) -> dict:
+        """The default config's bit fields for an array that runs up to these bits."""
+        raise NotImplementedError
+
+    def peak_gmacs(self, target: Target, hw: dict) -> dict[str, float]:
+        """Peak GMAC/s of the config ``hw`` at each of the target's precisions."""
+        raise NotImplementedError
+
     def default_bits(self, target: Target) -> LayerBits:
         raise NotImplementedError
 
@@ -151,6 +165,16 @@ class SystolicKind(TemplateKind):
     def describe(self, hw: dict) -> str:
         return f"{hw.get('rows')}x{hw.get('cols')} {hw.get('dataflow')} systolic array"
 
+    def has_area(self, target: Target) -> bool:
+        return target.area is not None
+
+    def bits_fields(self, widest_bits: LayerBits) -> dict:
+        return {"word_bits": word_bits(widest_bits)}
+
+    def peak_gmacs(self, target: Target, hw: dict) -> dict[str, float]:
+        d = {**self.template(target).default.model_dump(), **hw}
+        return {p: d["rows"] * d["cols"] * d["clock_mhz"] / 1e3 for p in target.peak_gmacs}
+
 
 class BitFusionKind(TemplateKind):
     name, ranges_model, grid_class = "bitfusion", BitFusionRanges, BitFusionGrid
@@ -168,6 +192,23 @@ class BitFusionKind(TemplateKind):
 
     def describe(self, hw: dict) -> str:
         return f"{hw.get('rows')}x{hw.get('cols')} Bit Fusion array"
+
+    runnable_bits = (2, 4, 8, 16)
+
+    def bits_fields(self, widest_bits: LayerBits) -> dict:
+        return {"w_bits": widest_bits.weight, "a_bits": widest_bits.activation}
+
+    def peak_gmacs(self, target: Target, hw: dict) -> dict[str, float]:
+        from hwmodels.bitfusion import fusion_factors
+
+        bf = self.template(target)
+        d = {**bf.default.model_dump(), **hw}
+        out = {}
+        for p in target.peak_gmacs:
+            b = precision_bits(p)
+            spatial, temporal = fusion_factors(b, b, bf.unit)
+            out[p] = d["rows"] * d["cols"] * d["clock_mhz"] / 1e3 * float(spatial) / float(temporal)
+        return out
 
 
 KINDS: dict[str, TemplateKind] = {k.name: k for k in (SystolicKind(), BitFusionKind())}

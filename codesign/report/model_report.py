@@ -70,9 +70,8 @@ def write_dse_report(path: Path, summary: dict, obj: np.ndarray, mask: np.ndarra
               f"in {summary['seconds']:.2f} s. {' '.join(summary.get('notes', []))} Faint points: {len(cloud):,} of the swept configs"
               f"{' (an even sample)' if len(cloud) < int((~mask).sum()) else ''}; bold: the front.")
     page.figure(fig)
-    cols = ["rows", "cols", "dataflow", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb", "dram_bandwidth_words",
-            "word_bits", "cycles", "latency_ms", "energy_mj", "area_mm2"]
     front = summary["pareto"]
+    cols = list(front[0]) if front else []      # the template kind's fields, its bits, cycles, objectives
     shown = [front[i] for i in _thin(np.arange(len(front)), MAX_TABLE_ROWS)]
     page.add(table(cols, [[r[c] for c in cols] for r in shown], left=0, table_id="pareto",
                    caption="the Pareto front, fastest first" + ("" if len(shown) == len(front) else

@@ -122,18 +122,20 @@ def write_design(out: Path, problem: Problem, chosen: Row) -> dict:
 
 
 def write_accelerator(path: Path, problem: Problem, hw: dict, bit_map: dict) -> Path:
-    """A target file for the chosen accelerator: the template fixed at the chosen point."""
-    from codesign.search.encoding import HW_FIELDS
+    """A target file for the chosen accelerator: the template fixed at the chosen point, built for
+    the widest bits the design runs (``codesign analyze/check --target`` it to reproduce the cost)."""
+    from hwmodels.bits import LayerBits
+    from hwmodels.template_kinds import kind_of
 
-    hw = {k: v for k, v in hw.items() if k in HW_FIELDS}
+    kind = kind_of(problem.target)
+    hw = {k: v for k, v in hw.items() if k in kind.fields}
     data = problem.target.model_dump(exclude_none=True)
-    widest = max((max(b) for b in bit_map.values()), default=8)
-    default = {**data["systolic"]["default"], **hw, "word_bits": widest}
+    widest = LayerBits(max((b[0] for b in bit_map.values()), default=8), max((b[1] for b in bit_map.values()), default=8))
+    default = {**data[kind.name]["default"], **hw, **kind.bits_fields(widest)}
     data["name"] = "accelerator"
-    data["description"] = (f"{hw.get('rows')}x{hw.get('cols')} {hw.get('dataflow')} systolic array chosen by "
-                           f"codesign search from {problem.target.name}")
-    data["systolic"] = {"default": default, "ranges": {k: [v] for k, v in hw.items()}}
-    data["peak_gmacs"] = {p: default["rows"] * default["cols"] * default["clock_mhz"] / 1e3 for p in data["peak_gmacs"]}
+    data["description"] = f"{kind.describe(hw)} chosen by codesign search from {problem.target.name}"
+    data[kind.name] = {**data[kind.name], "default": default, "ranges": {k: [v] for k, v in hw.items()}}
+    data["peak_gmacs"] = kind.peak_gmacs(problem.target, default)
     write_text(path, "# written by `codesign search`; use it with --target\n" + tomli_w.dumps(data), "--out")
     return path
 

@@ -1,12 +1,11 @@
 """Set-up checks of a search config against its target: fail before any training, in one line."""
 from __future__ import annotations
 
-from hwmodels.bits import VALID_BITS
 from hwmodels.errors import CodesignError
 from hwmodels.targets import Target
 
 from codesign.search.config import SearchConfig
-from codesign.search.encoding import HW_FIELDS
+from hwmodels.template_kinds import kind_of
 
 
 def check_target(cfg: SearchConfig, target: Target) -> str:
@@ -14,14 +13,15 @@ def check_target(cfg: SearchConfig, target: Target) -> str:
     from codesign.quant import supported_bits
     from hwmodels.registry import list_cost_models, resolve_name
 
-    is_template = target.systolic is not None
+    kind = kind_of(target)
+    is_template = kind is not None
     cost_model = resolve_name(cfg.target.cost_model, target)
     if cost_model not in list_cost_models():
         raise CodesignError(f"target.cost_model {cost_model!r} is not a registered cost model; "
                             f"use auto or one of {', '.join(list_cost_models())}")
     if "area_mm2" in cfg.objectives and not is_template:
         raise CodesignError(f"objective area_mm2 needs an accelerator template target; {target.name!r} is a {target.kind}")
-    runnable = set(supported_bits(cfg.target.name)) | (set(VALID_BITS) if is_template else set())
+    runnable = set(supported_bits(cfg.target.name)) | (set(kind.runnable_bits) if is_template else set())
     bad = [b for b in cfg.quantization.bits if b not in runnable]
     if bad:
         raise CodesignError(f"quantization.bits: target {target.name!r} cannot run {bad[0]}-bit layers "
@@ -31,22 +31,21 @@ def check_target(cfg: SearchConfig, target: Target) -> str:
 
 def hardware_ranges(cfg: SearchConfig, target: Target) -> dict[str, list]:
     """The accelerator fields the search may set and their values ({} when the hardware is fixed)."""
-    if not (target.systolic is not None and cfg.target.search_hardware):
+    kind = kind_of(target)
+    if not (kind is not None and cfg.target.search_hardware):
         if cfg.target.ranges:
             raise CodesignError("target.ranges given but the hardware is not searched (needs a template target "
                                 "and target.search_hardware = true)")
         return {}
     from pydantic import ValidationError
 
-    from hwmodels.targets import SystolicRanges
-
-    ranges = target.systolic.ranges.model_dump()
+    ranges = kind.template(target).ranges.model_dump()
     for k, v in cfg.target.ranges.items():
         if k not in ranges:
-            raise CodesignError(f"target.ranges.{k}: not a template field; use {', '.join(HW_FIELDS)}")
+            raise CodesignError(f"target.ranges.{k}: not a {kind.name} template field; use {', '.join(kind.fields)}")
         ranges[k] = list(v)
-    try:       # the same checks as a target file's [systolic.ranges], before any training
-        return SystolicRanges.model_validate(ranges).model_dump()
+    try:       # the same checks as a target file's [<template>.ranges], before any training
+        return kind.ranges_model.model_validate(ranges).model_dump()
     except ValidationError as e:
         err = e.errors()[0]
         loc = "".join(f".{p}" for p in err["loc"][:1])
@@ -56,8 +55,9 @@ def hardware_ranges(cfg: SearchConfig, target: Target) -> dict[str, list]:
 def check_constraints(cfg: SearchConfig, target: Target, hw_ranges: dict[str, list]) -> None:
     """Constraints no candidate could meet are config errors, not a search that finds nothing."""
     c = cfg.constraints
-    is_template = target.systolic is not None
-    r = hw_ranges or ({k: [getattr(target.systolic.default, k)] for k in HW_FIELDS} if is_template else {})
+    kind = kind_of(target)
+    is_template = kind is not None
+    r = hw_ranges or ({k: [getattr(kind.template(target).default, k)] for k in kind.fields} if is_template else {})
     if c.max_sram_kb is not None:
         if not is_template:
             raise CodesignError("constraints.max_sram_kb needs an accelerator template target")
@@ -65,15 +65,12 @@ def check_constraints(cfg: SearchConfig, target: Target, hw_ranges: dict[str, li
         if smallest > c.max_sram_kb:
             raise CodesignError(f"constraints.max_sram_kb = {c.max_sram_kb:g} is impossible: the smallest SRAMs "
                                 f"in the ranges already total {smallest:g} KB")
-    if c.max_area_mm2 is not None and is_template and target.area is not None:
-        from hwmodels.systolic import config_from_systolic
-        from hwmodels.systolic_cost import area_mm2
+    if c.max_area_mm2 is not None and is_template and kind.has_area(target):
+        from hwmodels.bits import LayerBits
 
-        tiny = target.systolic.default.model_copy(update={
-            "rows": min(r["rows"]), "cols": min(r["cols"]), "ifmap_sram_kb": min(r["ifmap_sram_kb"]),
-            "filter_sram_kb": min(r["filter_sram_kb"]), "ofmap_sram_kb": min(r["ofmap_sram_kb"]),
-            "word_bits": min(cfg.quantization.bits)})
-        least = float(area_mm2(config_from_systolic(tiny), target)[0])
+        tiny = {k: min(r[k]) for k in ("rows", "cols", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb")}
+        narrow = min(cfg.quantization.bits)
+        least = float(kind.point(target, tiny).area(kind.key(LayerBits(narrow, narrow)), target)[0])
         if least > c.max_area_mm2:
             raise CodesignError(f"constraints.max_area_mm2 = {c.max_area_mm2:g} is impossible: the smallest "
                                 f"accelerator in the ranges takes {least:.3f} mm^2")

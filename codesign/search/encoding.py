@@ -17,7 +17,7 @@ import numpy as np
 from codesign.search.config import SearchConfig
 from hwmodels.targets import SystolicRanges
 
-HW_FIELDS = tuple(SystolicRanges.model_fields)          # the template fields a search may set
+HW_FIELDS = tuple(SystolicRanges.model_fields)          # the systolic template's fields (see hw_fields)
 TRADEOFF = ("latency_ms", "energy_mj", "area_mm2")      # what a nested-hardware trade-off weighs
 TRADEOFF_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)           # genome values of one trade-off weight
 SRAMS = ("ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb")
@@ -176,25 +176,34 @@ def default_width(choices) -> int:
     return min(choices, key=lambda x: (abs(x - 8), x))
 
 
+def hw_fields(target) -> tuple[str, ...]:
+    """The template fields a search may set on this target (none for a fixed device)."""
+    from hwmodels.template_kinds import kind_of
+
+    kind = kind_of(target)
+    return kind.fields if kind is not None else ()
+
+
 def default_hw(target, hw_ranges: dict[str, list], max_sram_kb: float | None,
                max_area_mm2: float | None = None, word_bits: int = 8) -> dict:
     """The template's default accelerator snapped into the searched ranges, with its SRAMs shrunk to
     the SRAM budget and its array shrunk to the area budget (at ``word_bits``): the accelerator a
     strategy uses while it does not search hardware, so it must meet the hard hardware limits."""
-    if target.systolic is None:
+    from hwmodels.bits import LayerBits
+    from hwmodels.template_kinds import kind_of
+
+    kind = kind_of(target)
+    if kind is None:
         return {}
-    d = target.systolic.default
-    hw = {k: getattr(d, k) for k in HW_FIELDS}
+    d = kind.template(target).default
+    hw = {k: getattr(d, k) for k in kind.fields}
     for k, values in hw_ranges.items():     # snap into the searched ranges
         if hw[k] not in values:
             hw[k] = values[0] if isinstance(hw[k], str) else min(values, key=lambda v: (abs(v - hw[k]), v))
     _shrink(hw, SRAMS, hw_ranges, d, lambda h: max_sram_kb is not None and sum(h[k] for k in SRAMS) > max_sram_kb)
-    if max_area_mm2 is not None and target.area is not None:
-        from hwmodels.systolic import config_from_systolic
-        from hwmodels.systolic_cost import area_mm2
-
-        area = lambda h: float(area_mm2(config_from_systolic(d.model_copy(update={**h, "word_bits": word_bits})),
-                                        target)[0])
+    if max_area_mm2 is not None and kind.has_area(target):
+        key = kind.key(LayerBits(word_bits, word_bits))
+        area = lambda h: float(kind.point(target, h).area(key, target)[0])
         _shrink(hw, ("rows", "cols"), hw_ranges, d, lambda h: area(h) > max_area_mm2)
         _shrink(hw, SRAMS, hw_ranges, d, lambda h: area(h) > max_area_mm2)
     return hw

@@ -14,10 +14,10 @@ from functools import cached_property
 import torch
 
 from codesign.search.config import SearchConfig
-from codesign.search.encoding import HW_FIELDS, SRAMS, Candidate
+from codesign.search.encoding import SRAMS, Candidate
 from hwmodels.bits import BitAssignment, LayerBits
 from hwmodels.errors import CodesignError
-from hwmodels.targets import SystolicConfig, Target
+from hwmodels.targets import Target
 from hwmodels.workload import Workload
 
 INVALID = {"accuracy": 0.0, "latency_ms": 1e9, "energy_mj": 1e9, "size_kb": 1e9, "area_mm2": 1e9,
@@ -33,7 +33,10 @@ class Evaluation:
         self.cost_model = cost_model
         self.subnets = subnets            # SubnetEvaluator of a trained supernet, or None (train each)
         self.hw_grid = hw_grid            # HardwareGrid for nested hardware, or None
-        self.is_template = target.systolic is not None
+        from hwmodels.template_kinds import kind_of
+
+        self.kind = kind_of(target)       # the accelerator template's kind, None for a fixed device
+        self.is_template = self.kind is not None
         self._workloads: dict[str, tuple[Workload, dict[str, str]]] = {}
         self._trained: dict[str, torch.nn.Module] = {}
 
@@ -81,13 +84,14 @@ class Evaluation:
         return wl, BitAssignment(LayerBits(widest, widest), per_layer)
 
     # ----- hardware ------------------------------------------------------------------------------
-    def hw_config(self, hw: dict) -> SystolicConfig:
-        return self.target.systolic.default.model_copy(update={k: v for k, v in hw.items() if k in HW_FIELDS})
+    def hw_config(self, hw: dict):
+        """The template's default config with ``hw``'s fields (a ``SystolicConfig``, ``BitFusionConfig``...)."""
+        return self.target.template.default.model_copy(update={k: v for k, v in hw.items() if k in self.kind.fields})
 
     def hw_target(self, hw: dict) -> Target:
         """The template fixed at one accelerator config: what a cost model is given."""
-        systolic = self.target.systolic.model_copy(update={"default": self.hw_config(hw)})
-        return self.target.model_copy(update={"systolic": systolic})
+        table = self.target.template.model_copy(update={"default": self.hw_config(hw)})
+        return self.target.model_copy(update={self.kind.name: table})
 
     def resolve_hw(self, cand: Candidate) -> None:
         """Nested hardware: replace the trial's trade-off weights by the best config for this network."""
@@ -95,18 +99,16 @@ class Evaluation:
 
         weights = cand.hw["weights"]
         wl, assignment = self.assignment(cand, self.bit_map(cand, self.module(cand.arch)))
-        cfg = best_config(self.hw_grid, wl, assignment, self.target, self.target.systolic.default.clock_mhz, weights)
+        cfg = best_config(self.hw_grid, wl, assignment, self.target, self.target.template.default.clock_mhz, weights)
         cand.hw = {**cfg, "tradeoff": weights}
 
     def hw_invalid(self, hw: dict, word_bits: int) -> str | None:
         """Why an accelerator config cannot run at all (e.g. an SRAM half too small for one
         fold of the array), or None.  Such candidates are infeasible, not errors."""
-        if not self.is_template or self.cost_model != "systolic":
+        if not self.is_template or self.cost_model != self.kind.name:
             return None
-        from hwmodels.systolic import config_from_systolic
-
         try:
-            config_from_systolic(self.hw_config(hw).model_copy(update={"word_bits": word_bits})).check_fold_fits()
+            self.kind.point(self.target, hw).check(self.kind.key(LayerBits(word_bits, word_bits)), self.target)
         except CodesignError as e:
             return str(e)
         return None

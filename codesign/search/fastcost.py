@@ -1,7 +1,8 @@
 """The cost of a candidate in about a millisecond: what lets a surrogate search score thousands.
 
-Exact for the systolic template: the candidate's conv/matmul layers are traced from the
-network (``torch_trace``, equal to the ONNX route on every field the systolic model reads),
+Exact for the accelerator templates (systolic, Bit Fusion): the candidate's conv/matmul layers
+are traced from the network (``torch_trace``, equal to the ONNX route on every field the template
+models read),
 their cycles and energy on every accelerator configuration come from the hardware grid's
 per-layer-shape cache, and the nested optimiser's choice is one argmin.  Other cost models go
 through the exact ONNX workload (cached per architecture): correct, but no faster than an
@@ -21,7 +22,7 @@ class FastCost:
 
     def __init__(self, evaluation, grid=None, cache_size: int = 4096):
         self.ev, self.grid = evaluation, grid
-        self.systolic = grid is not None and evaluation.cost_model == "systolic"
+        self.on_grid = grid is not None and evaluation.cost_model == grid.kind.name   # the template's own model
         self._layers: OrderedDict[str, tuple] = OrderedDict()
         self._slow: OrderedDict[str, dict] = OrderedDict()
         self.cache_size = cache_size
@@ -44,7 +45,7 @@ class FastCost:
             wl = trace_mac_layers(module, example_input(module, s.in_channels, s.resolution), name=key)
             layers = wl.layers()
             self._layers[key] = (layers, wl.macs, wl.params, [l.name for l in layers],
-                                 layers_from_workload(wl) if self.systolic else wl)
+                                 layers_from_workload(wl) if self.on_grid else wl)
             if len(self._layers) > self.cache_size:
                 self._layers.popitem(last=False)
         self._layers.move_to_end(key)
@@ -57,7 +58,7 @@ class FastCost:
 
     def metrics(self, cand: Candidate) -> dict:
         """latency_ms, energy_mj, (area_mm2, sram_kb), size_kb, invalid; and the chosen ``hw``."""
-        if not self.systolic:
+        if not self.on_grid:
             return self._exact(cand)
         index = None if "weights" in cand.hw else self.grid.index(cand.hw)
         if "weights" not in cand.hw and index is None:
@@ -70,7 +71,7 @@ class FastCost:
     def tradeoffs(self, cand: Candidate, weights: list[dict[str, float]]) -> list[dict]:
         """The candidate's network with the best accelerator for each trade-off weight vector
         (distinct configs only): what measuring it adds to a front that gets hardware trade-offs."""
-        if not (self.systolic and "weights" in cand.hw and weights):
+        if not (self.on_grid and "weights" in cand.hw and weights):
             return [self.metrics(cand)]
         from codesign.search.hw_opt import choose
 
@@ -83,8 +84,8 @@ class FastCost:
         layers, _, _, names, array_layers = self.layer_info(cand.arch)
         fallback = max(cand.bits.values(), default=(8, 8))
         per_layer = {n: LayerBits(*cand.bits.get(n, fallback)) for n in names}
-        widths = [word_bits(per_layer[n]) for n in array_layers.names]
-        m = self.grid.layers_metrics(array_layers, widths, ev.target, ev.target.systolic.default.clock_mhz)
+        keys = [self.grid.kind.key(per_layer[n]) for n in array_layers.names]
+        m = self.grid.layers_metrics(array_layers, keys, ev.target, ev.target.template.default.clock_mhz)
         return m, sum(weight_bytes(l, per_layer[l.name]) for l in layers) / 1024
 
     def _point(self, m: dict, i: int, size_kb: float) -> dict:

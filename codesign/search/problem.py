@@ -34,15 +34,16 @@ class Problem:
         if not self.space.params:
             raise CodesignError(f"space {cfg.space.name!r} declares no choices: nothing to search")
         self.splits = load_splits(cfg.data.source, seed=cfg.data.seed)
-        self.is_template = self.target.systolic is not None
+        kind = self.target.template_kind
+        self.is_template = kind is not None
         cost_model = check_target(cfg, self.target)
         self.hw_ranges = hardware_ranges(cfg, self.target)
         check_constraints(cfg, self.target, self.hw_ranges)
         hw_grid = None
-        if self.hw_ranges and cost_model == "systolic":
+        if self.hw_ranges and cost_model == kind:      # the template's own vectorised model
             from codesign.search.hw_opt import HardwareGrid
 
-            hw_grid = HardwareGrid(self.hw_ranges, cfg.constraints.max_sram_kb)
+            hw_grid = HardwareGrid(self.hw_ranges, cfg.constraints.max_sram_kb, kind=kind)
         nested = hw_grid is not None and cfg.target.hardware == "nested"
         self.checkpoint = None
         self.evaluation = Evaluation(cfg, self.space, self.splits, self.target, cost_model,

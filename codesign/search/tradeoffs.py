@@ -38,7 +38,7 @@ def hardware_tradeoffs(problem, rows: list[Row], strategy: str, phase: str | Non
             continue
         cand = r.candidate
         wl, bits = ev.assignment(cand, ev.bit_map(cand, ev.module(cand.arch)))
-        m = grid.network_metrics(wl, bits, ev.target, ev.target.systolic.default.clock_mhz)
+        m = grid.network_metrics(wl, bits, ev.target, ev.target.template.default.clock_mhz)
         for w in weights:
             i = choose(m, w)
             if (problem.key(cand), i) in seen:
