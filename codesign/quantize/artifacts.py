@@ -14,7 +14,7 @@ from pathlib import Path
 from codesign.files import write_bytes, write_text
 from codesign.quantize.accuracy import top1
 from codesign.quantize.costing import OBJECTIVES, summarize
-from codesign.quantize.hardware import accelerator_dict, best_systolic, searchable, write_accelerator
+from codesign.quantize.hardware import accelerator_dict, best_config, searchable, write_accelerator
 from codesign.quantize.measure import label, uniform
 from hwmodels.errors import CodesignError
 
@@ -29,7 +29,10 @@ def choose(rows: list[dict], objective: str, max_drop: float) -> dict:
         raise CodesignError(f"no measured bit map stays within --max-accuracy-drop {max_drop}"
                             + (f" (the best drops {best['accuracy_drop']:.2%})" if best else "")
                             + "; allow a larger drop, add wider --bits or more --trials (rerun with --resume)")
-    return min(feasible, key=lambda r: (r[key], -r["accuracy"], r["trial"]))
+    others = [k for k in ("energy_mj", "latency_ms", "size_kb") if k != key]
+    # ties on the objective (e.g. systolic latency, which bits do not change) go to the cheaper map
+    return min(feasible, key=lambda r: (r[key], *(r[k] if r.get(k) is not None else 0.0 for k in others),
+                                        -r["accuracy"], r["trial"]))
 
 
 def mark_front(rows: list[dict], objective: str) -> None:
@@ -66,9 +69,9 @@ def write_all(o, p, rows: list[dict], sens: dict, writer, measurer, seconds: flo
     if o.search_hardware and searchable(costing.target):
         from hwmodels.targets import target_from_dict
 
-        hw = best_systolic(costing, chosen["bits"], o.objective)
+        hw = best_config(costing, chosen["bits"], o.objective)
         accel = accelerator_dict(costing.target, hw, chosen["bits"])
-        hw_base = best_systolic(costing, base_bits, o.objective)
+        hw_base = best_config(costing, base_bits, o.objective)
         base_target = target_from_dict(accelerator_dict(costing.target, hw_base, base_bits), "baseline accelerator")
         chosen_target = target_from_dict(accel, "accelerator.toml")
         costs["chosen"] = costing.estimate(chosen["bits"], chosen_target)

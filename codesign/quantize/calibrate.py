@@ -50,8 +50,9 @@ def _best_params(sample: np.ndarray, lo: float, hi: float, bits: int) -> tuple[f
 
 
 def calibrate(model: FloatModel, x: np.ndarray, seed: int = 0) -> Ranges:
-    """One onnxruntime pass with each quantizable layer's input tensor as an output."""
-    tensors = sorted({model.node(n).input[0] for n in model.layers})
+    """One onnxruntime pass with each quantizable layer's input tensor, and every other float tensor a
+    node computes (onnxruntime.quantization wants ranges for the outputs it quantizes), as outputs."""
+    tensors = sorted({model.node(n).input[0] for n in model.layers} | _float_outputs(model))
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     have = {o.name for o in proto.graph.output}
@@ -64,6 +65,28 @@ def calibrate(model: FloatModel, x: np.ndarray, seed: int = 0) -> Ranges:
     samples, lo, hi = {}, {}, {}
     for t, v in zip(tensors, values):
         flat = np.asarray(v, dtype=np.float32).ravel()
+        if flat.size == 0:
+            flat = np.zeros(1, np.float32)
         lo[t], hi[t] = float(flat.min()), float(flat.max())
         samples[t] = flat if flat.size <= SAMPLE else rng.choice(flat, SAMPLE, replace=False)
     return Ranges(samples, lo, hi)
+
+
+def _float_outputs(model: FloatModel) -> set[str]:
+    """Float tensors computed by nodes (not constants): what a static QDQ quantizer may ask ranges for."""
+    from onnx import TensorProto, shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model.proto, strict_mode=False)
+    except Exception:
+        return set()
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    inits = {i.name for i in model.proto.graph.initializer}
+    out = set()
+    for node in model.proto.graph.node:
+        if node.op_type in ("Constant", "Shape", "Size", "ConstantOfShape"):
+            continue
+        for o in node.output:
+            if o and o not in inits and types.get(o) == TensorProto.FLOAT:
+                out.add(o)
+    return out

@@ -1,13 +1,14 @@
 """A template target's accelerator config for a bit map, searched with the search's own nested
-optimiser (``codesign.search.hw_opt``: every config of the ranges scored in one vectorised call),
-and written as a target file so ``codesign analyze --target DIR/accelerator.toml`` costs the QDQ
-model on exactly that accelerator."""
+optimiser (``codesign.search.hw_opt``: every config of the template's ranges scored in one
+vectorised call, systolic or Bit Fusion alike through ``hwmodels.template_kinds``), and written as
+a target file so ``codesign analyze --target DIR/accelerator.toml`` costs the QDQ model on
+exactly that accelerator (the same file ``codesign search`` writes for its chosen design)."""
 from __future__ import annotations
 
 import tomli_w
 
 from codesign.files import write_text
-from hwmodels.bits import word_bits
+from hwmodels.bits import LayerBits
 
 # how the objective weighs latency, energy and area when picking the config (log-sum weights)
 WEIGHTS = {"energy": {"energy_mj": 1.0, "latency_ms": 0.05, "area_mm2": 0.05},
@@ -16,38 +17,40 @@ WEIGHTS = {"energy": {"energy_mj": 1.0, "latency_ms": 0.05, "area_mm2": 0.05},
 
 
 def searchable(target) -> bool:
-    """A template whose config the nested optimiser can search (the systolic template's ranges)."""
-    return getattr(target, "kind", "") == "template" and getattr(target, "systolic", None) is not None
+    """A template target (systolic, bitfusion): its config is searched for the chosen bits."""
+    from hwmodels.template_kinds import kind_of
+
+    return kind_of(target) is not None
 
 
-def best_systolic(costing, bits: dict, objective: str) -> dict:
-    from codesign.search.hw_opt import HardwareGrid, best_config
+def best_config(costing, bits: dict, objective: str) -> dict:
+    from codesign.search.hw_opt import HardwareGrid, best_config as pick
+    from hwmodels.template_kinds import kind_of
 
     tgt = costing.target
-    ranges = tgt.systolic.ranges.model_dump()
-    grid = HardwareGrid(ranges, None)
-    return best_config(grid, costing.workload, costing.assignment(bits), tgt, tgt.systolic.default.clock_mhz,
-                       WEIGHTS[objective])
+    kind = kind_of(tgt)
+    table = kind.template(tgt)
+    grid = HardwareGrid(table.ranges.model_dump(), None, kind=kind)
+    return pick(grid, costing.workload, costing.assignment(bits), tgt, kind.clock_mhz(tgt), WEIGHTS[objective])
 
 
 def accelerator_dict(target, hw: dict, bits: dict) -> dict:
-    """The template fixed at ``hw`` (as ``codesign.search.artifacts.write_accelerator`` writes it)."""
+    """The template fixed at ``hw``, built for the widest bits the map runs (as
+    ``codesign.search.artifacts.write_accelerator`` writes it for a search's design)."""
+    from hwmodels.template_kinds import kind_of
+
+    kind = kind_of(target)
+    hw = {k: v for k, v in hw.items() if k in kind.fields}
     data = target.model_dump(exclude_none=True)
-    widest = max((word_bits(_lb(b)) for b in bits.values() if max(b) < 32), default=8)
-    default = {**data["systolic"]["default"], **hw, "word_bits": widest}
+    quantized = [b for b in bits.values() if max(b) < 32] or [(8, 8)]
+    widest = LayerBits(max(b[0] for b in quantized), max(b[1] for b in quantized))
+    default = {**data[kind.name]["default"], **hw, **kind.bits_fields(widest)}
     data["name"] = "accelerator"
-    data["description"] = (f"{hw.get('rows')}x{hw.get('cols')} {hw.get('dataflow')} systolic array chosen by "
-                           f"codesign quantize from {target.name}")
-    data["systolic"] = {"default": default, "ranges": {k: [v] for k, v in hw.items()}}
-    data["peak_gmacs"] = {p: default["rows"] * default["cols"] * default["clock_mhz"] / 1e3 for p in data["peak_gmacs"]}
+    data["description"] = f"{kind.describe(hw)} chosen by codesign quantize from {target.name}"
+    data[kind.name] = {**data[kind.name], "default": default, "ranges": {k: [v] for k, v in hw.items()}}
+    data["peak_gmacs"] = kind.peak_gmacs(target, default)
     return data
 
 
 def write_accelerator(path, data: dict):
     return write_text(path, "# written by `codesign quantize`; use it with --target\n" + tomli_w.dumps(data), "--out")
-
-
-def _lb(b):
-    from hwmodels.bits import LayerBits
-
-    return LayerBits(int(b[0]), int(b[1]))

@@ -22,6 +22,11 @@ from hwmodels.errors import CodesignError
 
 OPSET = 21
 WRITER = "codesign-qdq"
+ORT_WRITER = "onnxruntime.quantization"
+# what onnxruntime.quantization's QDQQuantizer writes and onnxruntime 1.31 runs: per-channel int4/int8/int16
+# weights, uint8/uint16 activations (no 2-bit type; uint4 activations fuse into QLinearConv that it rejects)
+ORT_WEIGHT_BITS = (4, 8, 16)
+ORT_ACT_BITS = (8, 16)
 _W_TYPE = {2: TensorProto.INT4, 4: TensorProto.INT4, 8: TensorProto.INT8, 16: TensorProto.INT16}
 _A_TYPE = {2: TensorProto.UINT8, 4: TensorProto.UINT8, 8: TensorProto.UINT8, 16: TensorProto.UINT16}
 _CONTAINER = {2: 8, 4: 8, 8: 8, 16: 16}
@@ -42,7 +47,59 @@ class QDQWriter:
         self._weights: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, int]] = {}
 
     def write(self, bits: dict[str, tuple[int, int]]) -> tuple[bytes, str]:
-        """The QDQ model as bytes and the name of the writer that made it."""
+        """The QDQ model as bytes and the name of the writer that made it: onnxruntime.quantization
+        where the map fits what it writes, the project's writer otherwise (2-bit or 4-bit activations,
+        or layers reading one tensor at different activation widths)."""
+        if self.ort_fits(bits):
+            return self._write_ort(bits), ORT_WRITER
+        return self.write_own(bits), WRITER
+
+    def ort_fits(self, bits: dict[str, tuple[int, int]]) -> bool:
+        quantized = {n: b for n, b in bits.items() if min(b) < 32}
+        if not quantized or any(w not in ORT_WEIGHT_BITS or a not in ORT_ACT_BITS for w, a in quantized.values()):
+            return False
+        by_tensor: dict[str, set[int]] = {}
+        for n, (_, a) in quantized.items():
+            by_tensor.setdefault(self.model.node(n).input[0], set()).add(a)
+        return all(len(v) == 1 for v in by_tensor.values())
+
+    def _write_ort(self, bits: dict[str, tuple[int, int]]) -> bytes:
+        """onnxruntime.quantization's QDQQuantizer with this run's calibrated ranges and per-tensor types."""
+        from onnxruntime.quantization import QuantType
+        from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+        from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+        wtype = {4: QuantType.QInt4, 8: QuantType.QInt8, 16: QuantType.QInt16}
+        atype = {8: QuantType.QUInt8, 16: QuantType.QUInt16}
+        quantized = {n: b for n, b in bits.items() if min(b) < 32}
+        widest = max(a for _, a in quantized.values())
+        overrides, act_bits = {}, {}
+        for n, (w, a) in quantized.items():
+            overrides[self.model.weights[n]] = [{"quant_type": wtype[w]}]
+            act_bits[self.model.node(n).input[0]] = a
+        ranges = {}
+        for t in self.ranges.samples:
+            a = act_bits.get(t, widest)
+            scale, zp = self.ranges.params(t, a)
+            levels = 2 ** a - 1
+            ranges[t] = TensorData(lowest=np.array((0 - zp) * scale, np.float32),
+                                   highest=np.array((levels - zp) * scale, np.float32))
+            if t in act_bits or a != 8:
+                overrides.setdefault(t, [{"quant_type": atype[a]}])
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.base)
+        q = QDQQuantizer(proto, True, False, QuantType.QInt8, atype[widest], TensorsData(CalibrationMethod.MinMax, ranges),
+                         list(quantized), [], list(self.model_ops), {"TensorQuantOverrides": overrides,
+                                                                     "ActivationSymmetric": False, "WeightSymmetric": True})
+        out = q.quantize_model()
+        _topological(out.graph)        # it appends its Q/DQ nodes at the end; onnx's checker wants them in order
+        onnx.checker.check_model(out)
+        return out.SerializeToString()
+
+    model_ops = ("Conv", "Gemm", "MatMul")
+
+    def write_own(self, bits: dict[str, tuple[int, int]]) -> bytes:
+        """The project's QDQ style (see the module docstring)."""
         proto = onnx.ModelProto()
         proto.CopyFrom(self.base)
         g = proto.graph
@@ -81,7 +138,7 @@ class QDQWriter:
         keep = [i for i in g.initializer if i.name in used]
         del g.initializer[:]
         g.initializer.extend(keep)
-        return proto.SerializeToString(), WRITER
+        return proto.SerializeToString()
 
     def _weight(self, node, bits: int, inits) -> tuple[np.ndarray, np.ndarray, int]:
         key = (node.name, bits)
@@ -147,6 +204,28 @@ def _quantize_input(node, bits: int, scale: float, zero_point: int, graph) -> li
             helper.make_node("DequantizeLinear", [f"{tag}_q", f"{tag}_scale", f"{tag}_zp"], [f"{tag}_dq"], name=f"{tag}/dq")]
     node.input[0] = f"{tag}_dq"
     return out
+
+
+def _topological(graph) -> None:
+    """Reorder ``graph.node`` so that every node follows the producers of its inputs (stable)."""
+    produced = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    nodes = list(graph.node)
+    deps = [{produced[t] for t in n.input if t in produced} for n in nodes]
+    order, placed, pending = [], set(), list(range(len(nodes)))
+    while pending:
+        rest = []
+        for i in pending:
+            if deps[i] <= placed:
+                order.append(i)
+                placed.add(i)
+            else:
+                rest.append(i)
+        if len(rest) == len(pending):
+            raise CodesignError("QDQ model: the quantized graph has a cycle")
+        pending = rest
+    sorted_nodes = [nodes[i] for i in order]
+    del graph.node[:]
+    graph.node.extend(sorted_nodes)
 
 
 def _attr(node, name: str, default):
