@@ -79,6 +79,43 @@ def splits():
     return load_splits("digits", seed=0)
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server's URL: CODESIGN_TEST_POSTGRES_URL (.ci/run starts one), else one started
+    here by .ci/postgres.sh; skipped with the reason where none can start, but failed under CI."""
+    url = os.environ.get("CODESIGN_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from pg_server import PostgresServer, available_reason
+
+    reason = available_reason()
+    server = PostgresServer()
+    if reason is None:
+        try:
+            server.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            reason = f"could not start PostgreSQL: {' '.join(str(e).split())[:300]}"
+    if reason is not None:
+        server.remove()
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI needs a PostgreSQL server: {reason}")
+        pytest.skip(reason)
+    yield server.url
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray cluster (2 CPUs) for the whole session: ray.init is slow."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian chromium driven by Playwright (tests/browser.py): skipped without one, failed on CI."""

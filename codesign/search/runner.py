@@ -34,6 +34,7 @@ surrogate step stays here.
 from __future__ import annotations
 
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,7 @@ class Runner:
         self.storage = st.open_storage(self.url)
         self.evaluator = evaluator or InProcess(problem)
         self._locks: dict[str, st.ProposalLock] = {}
+        self.relaunched: list[tuple[str, int]] = []   # (study, trial) re-submitted after its worker died
 
     def _lock(self, study: optuna.Study) -> st.ProposalLock:
         name = study.study_name
@@ -176,7 +178,9 @@ class Runner:
             st.check_config(name, study.user_attrs, self.cfg, self.url)
             if st.FINGERPRINT not in study.user_attrs:
                 fingerprint, data = st.config_record(self.cfg)
-                study.set_metric_names(list(self.cfg.objectives))     # what optuna-dashboard labels the axes
+                with warnings.catch_warnings():                          # "experimental" since optuna 3.2
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.set_metric_names(list(self.cfg.objectives))     # what optuna-dashboard labels the axes
                 study.set_user_attr(st.CONFIG, data)
                 study.set_user_attr(st.FINGERPRINT, fingerprint)
             st.requeue_dead(study, self.exclusive)
@@ -229,6 +233,7 @@ class Runner:
                         if tries >= LOST_TRIES:
                             raise CodesignError(f"trial {trial.number}: its worker died {tries} times while measuring "
                                                 f"it ({e}); too little memory per worker? try fewer --workers") from None
+                        self.relaunched.append((study.study_name, trial.number))
                         inflight[self._submit(study, cand)] = (trial, cand, tries + 1)
                         continue
                     except Exception:
