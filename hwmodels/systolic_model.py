@@ -40,7 +40,7 @@ class SystolicCostModel:
                     rows[name] = {"cycles": int(res.total_cycles[0, j]), "stall": int(res.stall_cycles[0, j]),
                                   "energy_j": float(e[j]) * 1e-12, "util": float(res.overall_util_pct[0, j]) / 100,
                                   "dram_bytes": float(res.dram_reads[0, j] + res.dram_writes[0, j]) * wb / 8}
-        widest = max(per_layer_bits.values(), default=base.word_bits)
+        widest = max((per_layer_bits[n] for n in layers.names), default=base.word_bits)   # the array's layers only
         area = float(area_mm2(config_from_systolic(base.model_copy(update={"word_bits": widest})), target)[0])
         costs = []
         for l in workload.layers():

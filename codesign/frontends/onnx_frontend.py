@@ -17,7 +17,7 @@ from codesign.frontends.onnx_external import (is_external, load_external, locati
                                               unread_tensors, weights_note)
 from codesign.frontends.onnx_checks import check_model, check_sizes
 from codesign.frontends.op_rules import RULES, NodeView, OpCost, numel
-from codesign.frontends.qdq_reader import assignment as qdq_assignment, read_qdq, standard_qdq
+from codesign.frontends.qdq_reader import FLOAT_CLASSES, assignment as qdq_assignment, read_qdq, standard_qdq
 from hwmodels.bits import LayerBits
 from hwmodels.workload import Layer, Workload
 
@@ -295,7 +295,7 @@ def _build(model: onnx.ModelProto, name: str, source: str, unread: dict[str, str
             continue  # a Q/DQ pair (and its Clip): part of the layer it feeds
         layer_name = _unique(node.name or f"{node.op_type}_{index}", used_names)
         layer = _layer(node, layer_name, tensors, static, param_owner, source, sources, alias)
-        if qdq is not None and (bits := qdq.layer_bits(node)) is not None:
+        if qdq is not None and layer.op_class not in FLOAT_CLASSES and (bits := qdq.layer_bits(node)) is not None:
             per_layer[layer_name] = bits
         wl.add_layer(layer)
         wl.graph.nodes[layer_name]["index"] = index

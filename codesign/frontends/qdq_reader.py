@@ -18,8 +18,11 @@ each layer at the bits the model fixes.
   weight's role.  A layer quantized on its inputs but without weights runs at its activation
   width; a quantized weight without an input Q/DQ means float activations (32).
 
-What the model does not quantize (see ``assignment``): LayerNorm/Softmax-like layers stay float
-(32 bits: the cost model picks the target's float precision); other unquantized layers (ReLU,
+LayerNorm/Softmax-like layers (``FLOAT_CLASSES``) stay float (32 bits) even with Q/DQ around them:
+a Q/DQ pair there says how the tensor is stored between two quantized MatMuls (onnxruntime's
+quantize_static puts one on a Softmax that feeds attn x V), not that the normalisation is
+integer arithmetic; the cost model maps 32 bits to the target's float precision, or to its
+widest one where it has none (a target that runs them quantized).  Other unquantized layers (ReLU,
 pooling, residual adds...) run at the widest width any quantized layer uses, the same rule the
 search costs its candidates with (``Evaluation.assignment``), so that a model the search wrote
 is costed here exactly as the search costed it.  Malformed Q/DQ nodes (a missing, zero or
@@ -163,8 +166,8 @@ def read_qdq(model: onnx.ModelProto, static: set[str], elem_type: dict[str, int]
 
 
 def assignment(per_layer: dict[str, LayerBits], op_class: dict[str, str]) -> BitAssignment | None:
-    """The BitAssignment of a QDQ model: its layers' own bits; float for unquantized norm/softmax
-    layers; the widest width in use for every other unquantized layer (the search's rule)."""
+    """The BitAssignment of a QDQ model: its layers' own bits; float for norm/softmax layers; the
+    widest width in use for every other unquantized layer (the search's rule)."""
     if not per_layer:
         return None
     widest = max(b.widest for b in per_layer.values())

@@ -42,7 +42,7 @@ def export_onnx(module, example_inputs, path: str | Path, *, dynamo: bool = Fals
     if dynamic_batch:
         kwargs.update(output_names=["logits"], dynamic_axes={names[0]: {0: "batch"}, "logits": {0: "batch"}})
     try:
-        with warnings.catch_warnings(), torch.no_grad(), _quiet_fds():
+        with warnings.catch_warnings(), _grad_mode(net), _quiet_fds():
             warnings.simplefilter("ignore")
             if dynamo:
                 torch.onnx.export(net, args, str(path), dynamo=True, external_data=False, **kwargs)
@@ -79,6 +79,16 @@ def example_input(module, in_channels: int, resolution: int | None = None):
     if r is None:
         raise CodesignError("cannot tell the model's input resolution: pass resolution=")
     return torch.zeros(1, in_channels, int(r), int(r))
+
+
+def _grad_mode(net):
+    """No grad while exporting, except for attention: without grad, nn.TransformerEncoderLayer and
+    nn.MultiheadAttention take their fused inference fast path (aten::_transformer_encoder_layer_fwd,
+    _native_multi_head_attention), which neither exporter can write; with grad they export as ops."""
+    import torch
+
+    attention = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer, torch.nn.MultiheadAttention)
+    return torch.enable_grad() if any(isinstance(m, attention) for m in net.modules()) else torch.no_grad()
 
 
 @contextlib.contextmanager
