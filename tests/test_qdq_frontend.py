@@ -30,7 +30,7 @@ checkpoint_dir = "{ckpt}"
 name = "systolic"
 ranges = {{ rows = [4, 8, 16], cols = [4, 8, 16], ifmap_sram_kb = [4, 8], filter_sram_kb = [4, 8], ofmap_sram_kb = [4, 8], dataflow = ["ws", "os"], dram_bandwidth_words = [4, 16] }}
 [quantization]
-bits = [2, 4, 8, 16]
+bits = [2, 4, 16]
 [constraints]
 max_sram_kb = 20
 [budget]
@@ -81,6 +81,7 @@ def test_check_and_analyze_reproduce_what_the_search_reported(searched):
     assert ana["bits"]["source"] == "model"
     for name, (w, a) in design["onnx_layer_bits"].items():
         assert ana["bits"]["layers"][name] == {"weight": w, "activation": a, "from_qdq": True}
+    assert not {l["op"] for l in ana["layers"]} & (QDQ_OPS | {"Clip"})
     # Q/DQ nodes are not layers: the same layers (and per-layer costs) as the search's own costing
     saved = {l["name"]: l for l in json.loads((out / "report_data.json").read_text())["cost"]["layers"]}
     assert {l["name"] for l in ana["layers"]} == set(saved)
