@@ -1,5 +1,8 @@
 """ONNX -> Workload: static shapes by ONNX shape inference, costs by ``op_rules``.
 
+Shapes inference leaves open come from one onnxruntime run (``shape_probe``); a QDQ model's
+Q/DQ nodes are folded into the layers they feed and give the Workload its bits (``qdq_reader``).
+
 Constant subgraphs (initializers, Constant/ConstantOfShape and anything computed only from
 constants or from tensor shapes) are folded away: their float outputs count as the
 parameters of the layer that consumes them, and they never become layers themselves.
