@@ -5,10 +5,11 @@ costs and writer as user attributes, so ``--resume`` continues the same study.  
 (energy, latency or size from the target's cost model) is minimised subject to
 ``float accuracy - accuracy <= max drop``.
 
-Guided seeds (HAQ-style, but with measured sensitivities): starting from the uniform reference,
-moves "layer L's weights (or input activations) to b bits" are taken greedily by cost saved per
-point of measured drop, until the summed drops reach a budget; budgets at several multiples of
-the allowed drop give maps from cautious to bold.  The sampler then explores around them.
+Guided phase (HAQ-style ordering, but measured): the layers' (w, a) moves are ordered by cost
+saved per point of measured single-layer drop (``greedy_steps``); a bisection finds how many of
+them the model takes within the allowed drop, and the later ones are tried one by one on top.
+The sampler then explores around everything measured, over widths up to the reference (wider
+ones only when the reference itself is too lossy: ``search_choices``).
 """
 from __future__ import annotations
 
@@ -22,41 +23,70 @@ from codesign.quantize.measure import Bits, Measurer, key_of, uniform
 from hwmodels.errors import CodesignError
 
 STUDY = "quantize"
-BUDGETS = (0.5, 1.0, 1.5, 2.0, 3.0)
+GUIDED_SHARE = 0.6      # at most this share of --trials goes to the guided phase; the sampler gets the rest
 
 
-def guided_maps(layers: list[str], choices: list[int], sens: dict, costing: Costing, objective: str,
-                max_drop: float) -> list[Bits]:
+def search_choices(choices: list[int], sens: dict, float_acc: float, max_drop: float) -> list[int]:
+    """Widths the sampler may give a layer: those up to the reference, or every choice when the
+    uniform reference itself loses more than the allowed drop (only then can a wider layer pay)."""
+    ref = sens["reference"]
+    if float_acc - sens["reference_accuracy"] > max_drop:
+        return list(choices)
+    return [b for b in choices if b <= ref]
+
+
+def greedy_steps(layers: list[str], choices: list[int], sens: dict, costing: Costing, objective: str) -> list[tuple[str, tuple[int, int]]]:
+    """The order in which layers give up bits, most cost saved per point of estimated drop first.
+
+    From the uniform reference each layer may take any (w, a) pair at or below the reference; a
+    pair's drop is estimated as its weight drop plus its activation drop (each measured alone), its
+    saving as the cost it saves alone.  A step moves one layer to a cheaper pair; a layer may move
+    several times (w8a8 -> w8a4 -> w4a4 ...).  Applying the first k steps gives maps of falling cost."""
     ref = sens["reference"]
     base = uniform(layers, ref, ref)
     base_cost = objective_value(costing.metrics(base), objective)
-    moves = []
+    widths = sorted(b for b in choices if b <= ref)
+
+    def drop(layer: str, w: int, a: int) -> float:
+        s = sens["layers"][layer]
+        return max(s["weight"].get(str(w), 0.0), 0.0) + max(s["activation"].get(str(a), 0.0), 0.0)
+
+    options: dict[str, list[tuple[float, float, tuple[int, int]]]] = {}
     for layer in layers:
-        for kind in ("weight", "activation"):
-            for b_text, drop in sens["layers"][layer][kind].items():
-                b = int(b_text)
+        for w in widths:
+            for a in widths:
+                if (w, a) == (ref, ref):
+                    continue
                 bits = dict(base)
-                bits[layer] = (b, ref) if kind == "weight" else (ref, b)
+                bits[layer] = (w, a)
                 saving = base_cost - objective_value(costing.metrics(bits), objective)
                 if saving > 0:
-                    moves.append((saving / (max(drop, 0.0) + 1e-3), layer, kind, b, max(drop, 0.0)))
-    moves.sort(key=lambda m: -m[0])
-    maps = []
-    for k in BUDGETS:
-        bits, spent = dict(base), 0.0
-        for _, layer, kind, b, drop in moves:
-            w, a = bits[layer]
-            current = w if kind == "weight" else a
-            if b >= current:
-                continue
-            extra = drop - (sens["layers"][layer][kind].get(str(current), 0.0) if current != ref else 0.0)
-            if spent + max(extra, 0.0) > k * max_drop:
-                continue
-            spent += max(extra, 0.0)
-            bits[layer] = (b, a) if kind == "weight" else (w, b)
-        if key_of(bits) not in {key_of(m) for m in maps}:
-            maps.append(bits)
-    return maps
+                    options.setdefault(layer, []).append((saving, drop(layer, w, a), (w, a)))
+    state = {n: (0.0, 0.0) for n in layers}            # (saving, drop) of each layer's current pair
+    steps = []
+    while True:
+        best = None
+        for layer, opts in options.items():
+            s0, d0 = state[layer]
+            for saving, d, pair in opts:
+                gain = saving - s0
+                if gain <= 1e-12 * max(base_cost, 1e-30):
+                    continue
+                score = gain / (max(d - d0, 0.0) + 1e-3)
+                if best is None or score > best[0]:
+                    best = (score, layer, pair, saving, d)
+        if best is None:
+            return steps
+        _, layer, pair, saving, d = best
+        state[layer] = (saving, d)
+        steps.append((layer, pair))
+
+
+def apply_steps(base: Bits, steps) -> Bits:
+    bits = dict(base)
+    for layer, pair in steps:
+        bits[layer] = pair
+    return bits
 
 
 def open_study(path, seed: int, resume: bool, inputs: dict) -> optuna.Study:
@@ -88,13 +118,14 @@ def to_params(layers: list[str], bits: Bits) -> dict:
 
 
 def run_search(study: optuna.Study, layers: list[str], choices: list[int], measurer: Measurer, costing: Costing,
-               objective: str, float_acc: float, max_drop: float, seeds: list[Bits], trials: int,
+               objective: str, float_acc: float, max_drop: float, base: Bits, steps, trials: int,
                deadline: float, progress: Callable[[int, int], None] | None = None) -> None:
-    """Measure trials until ``trials`` are complete in the study or the deadline passes."""
-    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
-    if done == 0 and not any(t.state == optuna.trial.TrialState.WAITING for t in study.trials):
-        for s in seeds:
-            study.enqueue_trial(to_params(layers, s), skip_if_exists=True)
+    """Measure trials until ``trials`` are complete in the study or the deadline passes.
+
+    Guided phase (once per study): the uniform reference, then a bisection over how many of the
+    greedy steps to take (the longest measured prefix within the allowed drop), then each later
+    step tried on top of the best map so far and kept when it stays within the drop.  Then
+    optuna's constrained TPE over per-layer widths, which starts from everything measured."""
 
     def evaluate(trial: optuna.Trial) -> float:
         bits = {n: (trial.suggest_categorical(f"w{i}", choices), trial.suggest_categorical(f"a{i}", choices))
@@ -109,11 +140,49 @@ def run_search(study: optuna.Study, layers: list[str], choices: list[int], measu
         trial.set_constraint("accuracy_drop", drop - max_drop)
         return objective_value(metrics, objective)
 
-    while done < trials and time.monotonic() < deadline:
+    def complete() -> int:
+        return len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+
+    def within_budget() -> bool:
+        return complete() < trials and time.monotonic() < deadline
+
+    def measure(bits: Bits) -> bool:
+        """One trial of ``bits``; whether it stays within the allowed drop."""
+        study.enqueue_trial(to_params(layers, bits))
         study.optimize(evaluate, n_trials=1, catch=())
-        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
         if progress:
-            progress(done, trials)
+            progress(complete(), trials)
+        return float_acc - measurer.measure(bits).accuracy <= max_drop + 1e-12
+
+    if not study.user_attrs.get("guided_done"):
+        guided = max(1, int(trials * GUIDED_SHARE))
+        measure(base)
+        lo, hi = 0, len(steps) + 1                     # prefix lo is within the drop, hi is not (or past the end)
+        while hi - lo > 1 and within_budget() and complete() < guided:
+            mid = (lo + hi) // 2
+            if measure(apply_steps(base, steps[:mid])):
+                lo = mid
+            else:
+                hi = mid
+        best = apply_steps(base, steps[:lo])
+        for layer, pair in steps[lo + 1:]:
+            if not (within_budget() and complete() < guided):
+                break
+            if best[layer] == pair or costing_value(costing, {**best, layer: pair}, objective) >= \
+                    costing_value(costing, best, objective):
+                continue
+            trial_bits = {**best, layer: pair}
+            if measure(trial_bits):
+                best = trial_bits
+        study.set_user_attr("guided_done", True)
+    while within_budget():
+        study.optimize(evaluate, n_trials=1, catch=())
+        if progress:
+            progress(complete(), trials)
+
+
+def costing_value(costing: Costing, bits: Bits, objective: str) -> float:
+    return objective_value(costing.metrics(bits), objective)
 
 
 def measured_rows(study: optuna.Study, layers: list[str], float_acc: float, max_drop: float) -> list[dict]:

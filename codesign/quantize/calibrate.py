@@ -60,7 +60,7 @@ def calibrate(model: FloatModel, x: np.ndarray, seed: int = 0) -> Ranges:
         if t not in have:
             proto.graph.output.append(helper.make_empty_tensor_value_info(t))
     sess = make_session(proto.SerializeToString(), f"{model.path} (calibration)")
-    values = run_all(sess, x, model.fixed_batch, f"{model.path} (calibration)", outputs=tensors)
+    values = run_all(sess, x, model.fixed_batch, f"{model.path} (calibration)", outputs=tensors, flatten=True)
     rng = np.random.default_rng(seed)
     samples, lo, hi = {}, {}, {}
     for t, v in zip(tensors, values):

@@ -43,6 +43,11 @@ class QuantData:
 
 def load_raw(spec: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``y`` as stored (an .npz) or as ``codesign.data`` reads an image folder."""
+    if str(spec) == "digits":          # scikit-learn's bundled digits, as codesign.data gives them: (N, 1, 8, 8) float32
+        from codesign.data import load_digits
+
+        ds = load_digits()
+        return ds.x, ds.y
     path = Path(spec)
     if not path.exists():
         raise CodesignError(f"--data {spec}: not found; give an .npz with arrays x and y, or an image folder")

@@ -134,7 +134,7 @@ def prepare(o: QuantizeOptions) -> Prepared:
 def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
     """The flow; returns the summary (also written as DIR/quantize.json)."""
     from codesign.quantize.artifacts import write_all
-    from codesign.quantize.bitsearch import guided_maps, measured_rows, open_study, run_search
+    from codesign.quantize.bitsearch import greedy_steps, measured_rows, open_study, run_search, search_choices
     from codesign.quantize.calibrate import calibrate
     from codesign.quantize.measure import Measurer, uniform
     from codesign.quantize.sensitivity import layer_sensitivity
@@ -160,10 +160,14 @@ def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
         sens = layer_sensitivity(measurer, p.layers, list(o.bits), lambda d, t: tick("sensitivity", d, t))
         study.set_user_attr("sensitivity", sens)
     study.set_user_attr("float_accuracy", p.float_accuracy)
-    seeds = [uniform(p.layers, sens["reference"], sens["reference"])]
-    seeds += guided_maps(p.layers, list(o.bits), sens, p.costing, o.objective, o.max_accuracy_drop)
-    run_search(study, p.layers, list(o.bits), measurer, p.costing, o.objective, p.float_accuracy,
-               o.max_accuracy_drop, seeds, o.trials, deadline, lambda d, t: tick("search", d, t))
+    base = uniform(p.layers, sens["reference"], sens["reference"])
+    steps = greedy_steps(p.layers, list(o.bits), sens, p.costing, o.objective)
+    widths = search_choices(list(o.bits), sens, p.float_accuracy, o.max_accuracy_drop)
+    if len(widths) < len(o.bits):
+        p.notes.append(f"widths above {sens['reference']} bits left out of the search: uniform "
+                       f"w{sens['reference']}a{sens['reference']} already stays within the allowed drop")
+    run_search(study, p.layers, widths, measurer, p.costing, o.objective, p.float_accuracy,
+               o.max_accuracy_drop, base, steps, o.trials, deadline, lambda d, t: tick("search", d, t))
     rows = measured_rows(study, p.layers, p.float_accuracy, o.max_accuracy_drop)
     tick("writing", 0, 1)
     return write_all(o, p, rows, sens, writer, measurer, time.monotonic() - start)

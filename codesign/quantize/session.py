@@ -21,9 +21,12 @@ def make_session(model_bytes: bytes, what: str):
         raise CodesignError(f"{what}: onnxruntime cannot load it ({type(e).__name__}: {_first(e)})") from None
 
 
-def run_all(sess, x: np.ndarray, fixed_batch: int | None, what: str, outputs: list[str] | None = None) -> list[np.ndarray]:
+def run_all(sess, x: np.ndarray, fixed_batch: int | None, what: str, outputs: list[str] | None = None,
+            flatten: bool = False) -> list[np.ndarray]:
     """Every requested output over all of ``x``, in batches (a fixed batch size is respected: the
-    last batch is padded by repeating its first sample and the padding dropped)."""
+    last batch is padded by repeating its first sample and the padding dropped).  ``flatten``: each
+    output's values as one flat array (intermediate tensors need not keep the batch on axis 0,
+    e.g. attention's (tokens, batch x heads, d))."""
     name = sess.get_inputs()[0].name
     step = fixed_batch or BATCH
     parts: list[list[np.ndarray]] = []
@@ -37,7 +40,12 @@ def run_all(sess, x: np.ndarray, fixed_batch: int | None, what: str, outputs: li
         except Exception as e:
             raise CodesignError(f"{what}: onnxruntime failed on samples {i}..{i + n - 1} "
                                 f"({type(e).__name__}: {_first(e)})") from None
+        if flatten:
+            parts.append([np.asarray(r).ravel() for r in res])
+            continue
         parts.append([r[:n] if r.ndim and r.shape[0] == len(chunk) else r for r in res])
+    if flatten:
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
     return [np.concatenate([p[k] for p in parts]) if parts[0][k].ndim else parts[0][k] for k in range(len(parts[0]))]
 
 

@@ -93,6 +93,20 @@ class Budget(_Strict):
     minutes: float = Field(default=10.0, gt=0)
 
 
+class ModelSection(_Strict):
+    """A trained model to quantize instead of a space to search (``codesign quantize``'s flow):
+    its per-layer bits are searched on ``data``, costed on ``target``, within the allowed drop."""
+
+    onnx: str = Field(min_length=1, description="path to the trained ONNX classifier (relative paths: to where the command runs)")
+    max_accuracy_drop: float = Field(default=0.01, ge=0, lt=1, description="allowed top-1 drop, a fraction")
+    # what to minimise; default: the first of the config's objectives that quantize offers
+    objective: Literal["energy", "latency", "size"] | None = None
+    layers: list[str] | None = Field(default=None, description="only these layers (default every quantizable one)")
+
+
+QUANTIZE_OBJECTIVES = {"energy_mj": "energy", "latency_ms": "latency", "size_kb": "size"}
+
+
 class SearchConfig(_Strict):
     seed: int = 0
     algorithm: Literal["nsga2", "tpe", "random"] = "nsga2"
@@ -106,9 +120,19 @@ class SearchConfig(_Strict):
     constraints: Constraints = Constraints()
     budget: Budget = Budget()
     search: SearchSection = SearchSection()
+    model: ModelSection | None = None
 
     @model_validator(mode="after")
     def _checks(self):
+        if self.model is not None:
+            if not self.model.onnx.lower().endswith(".onnx"):
+                raise ValueError(f"model.onnx: {self.model.onnx!r} is not an .onnx file")
+            if self.model.objective is None and not any(o in QUANTIZE_OBJECTIVES for o in self.objectives):
+                raise ValueError("model: set model.objective (energy, latency or size) or list one of "
+                                 "energy_mj, latency_ms, size_kb in objectives")
+            bad = [b for b in self.quantization.bits if b not in (2, 4, 8, 16)]
+            if bad:
+                raise ValueError(f"quantization.bits: {bad[0]} cannot be chosen for a trained model's layers (use 2, 4, 8, 16)")
         if len(set(self.objectives)) < 2:
             raise ValueError("objectives: give at least two distinct objectives")
         if "accuracy" not in self.objectives:
@@ -124,7 +148,10 @@ class SearchConfig(_Strict):
         return self
 
     def digest(self) -> dict:
-        return self.model_dump()
+        d = self.model_dump()
+        if d.get("model") is None:       # configs without [model] digest as before it existed
+            d.pop("model", None)
+        return d
 
 
 def load_config(path: str | Path) -> SearchConfig:
