@@ -62,7 +62,7 @@ def test_quantize_module_from_python(mlp):
 
 def test_search_config_model_section(mlp, tmp_path):
     from codesign.frontends.torch_frontend import export_onnx
-    from codesign.quantize.api import quantize_from_config
+    from codesign.cli.quantize_cmd import run_from_config
     from codesign.search.config import load_config
 
     root, net = mlp
@@ -72,7 +72,8 @@ def test_search_config_model_section(mlp, tmp_path):
                         f'max_accuracy_drop = 0.02\n[data]\nsource = "digits"\n[target]\nname = "systolic"\n'
                         f'[quantization]\nbits = [2, 4, 8]\n[budget]\ntrials = 5\nminutes = 2\n')
     cfg = load_config(cfg_path)
-    s = quantize_from_config(cfg, tmp_path / "out")
+    run_from_config(cfg, tmp_path / "out")          # what `codesign search CONFIG` runs for a [model] config
+    s = json.loads((tmp_path / "out" / "quantize.json").read_text())
     assert s["objective"] == "energy" and s["bits_choices"] == [2, 4, 8] and s["max_accuracy_drop"] == 0.02
     assert (tmp_path / "out" / "model.qdq.onnx").is_file()
     # a bad [model] section is a one-line config error; configs without one keep their old digest

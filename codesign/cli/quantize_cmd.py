@@ -27,14 +27,25 @@ def quantize(
     layers: Annotated[Optional[str], typer.Option("--layers", help="only these layers (comma-separated node names); default every Conv/Gemm/MatMul with constant weights")] = None,
 ) -> None:
     """Choose per-layer weight/activation bits for a trained model: smallest cost within the accuracy drop."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from codesign.quantize.pipeline import QuantizeOptions, parse_choices, run
 
     opts = QuantizeOptions(model=model, data=data, target=target, out=out, bits=parse_choices(bits),
                            max_accuracy_drop=max_accuracy_drop, objective=objective, trials=trials, minutes=minutes,
                            seed=seed, resume=resume,
                            layers=[s.strip() for s in layers.split(",") if s.strip()] if layers else None)
+    _with_progress(lambda tick: run(opts, tick), out)
+
+
+def run_from_config(cfg, out: Path, resume: bool = False) -> None:
+    """``codesign search CONFIG`` when the config has a ``[model]`` section: quantize that trained model."""
+    from codesign.quantize.api import quantize_from_config
+
+    _with_progress(lambda tick: quantize_from_config(cfg, out, resume=resume, progress=tick), out)
+
+
+def _with_progress(work, out: Path) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True)
@@ -46,7 +57,7 @@ def quantize(
         progress.update(tasks[stage], completed=done, total=total)
 
     with progress:
-        summary = run(opts, tick)
+        summary = work(tick)
     _print(Console(), summary, out)
 
 
