@@ -96,11 +96,14 @@ def _print(result: NetworkCost, payload: dict, top: int, stated: str = "", beyon
     shown = layers if top <= 0 else layers[:top]
     table = Table(title=f"{result.model} on {result.target} ({result.cost_model})"
                         + ("" if top <= 0 or len(layers) <= top else f" — slowest {top} of {len(layers)} layers"))
-    for col, just in (("layer", "left"), ("op", "left"), ("MMACs", "right"), ("weights KB", "right"),
-                      ("acts KB", "right"), ("ms", "right"), ("mJ", "right"), ("bound", "left")):
+    bits = payload.get("bits", {}).get("layers")      # the widths each layer ran at, when known
+    for col, just in (("layer", "left"), ("op", "left"), *((("bits", "left"),) if bits else ()), ("MMACs", "right"),
+                      ("weights KB", "right"), ("acts KB", "right"), ("ms", "right"), ("mJ", "right"), ("bound", "left")):
         table.add_column(col, justify=just)
     for l in shown:
-        table.add_row(l.name[:40], l.op, f"{l.macs / 1e6:.2f}", f"{l.weight_bytes / 1024:.1f}",
+        b = bits.get(l.name) if bits else None
+        label = ([f"w{b['weight']}a{b['activation']}" if b else ""] if bits else [])
+        table.add_row(l.name[:40], l.op, *label, f"{l.macs / 1e6:.2f}", f"{l.weight_bytes / 1024:.1f}",
                       f"{l.act_bytes / 1024:.1f}", f"{l.latency_s * 1e3:.4f}", _mj(l.energy_j, 5), l.bound)
     console.print(table)
     console.print(f"latency [bold]{result.latency_s * 1e3:.3f} ms[/]   energy [bold]{_mj(result.energy_j, 4)} mJ[/]   "
