@@ -215,3 +215,9 @@ def test_joint_search_on_bitfusion_writes_an_accelerator_that_reproduces_its_cos
     assert got["latency_ms"] == pytest.approx(m["latency_ms"], rel=1e-6)
     assert got["energy_mj"] == pytest.approx(m["energy_mj"], rel=1e-6)
     assert got["area_mm2"] == pytest.approx(m["area_mm2"], rel=1e-6)
+    # and the deliverable itself: the QDQ model's own bit-widths (read by the QDQ frontend) on the accelerator file
+    run_cli("analyze", out / "model.qdq.onnx", "--target", out / "accelerator.toml", "--json", tmp_path / "q.json",
+            check_rc=0)
+    got = json.loads((tmp_path / "q.json").read_text())
+    assert got["latency_ms"] == pytest.approx(m["latency_ms"], rel=0.01)
+    assert got["energy_mj"] == pytest.approx(m["energy_mj"], rel=0.01)
