@@ -132,6 +132,15 @@ def test_project_writer_mixed_bits_are_read_and_costed_as_the_search_costs_them(
         a, b = model.estimate(wl, tgt, search_bits), model.estimate(read, tgt, read.bits)
         assert b.latency_s == pytest.approx(a.latency_s, rel=1e-9), target
         assert (b.energy_j or 0) == pytest.approx(a.energy_j or 0, rel=1e-9), target
+    # integer widths only (a bit-flexible array runs no float layer): the bitfusion template too
+    int_map = {n: [(2, 8), (4, 4), (8, 2), (16, 8), (4, 16), (2, 2)][i % 6] for i, n in enumerate(bit_map)}
+    qdq = write_qdq(fp32, tmp_path / "int.qdq.onnx", quant_params(quantize_model(net, int_map, splits.val.x[:256])), names)
+    read = load_onnx(qdq)
+    search_bits = BitAssignment(LayerBits(16, 16), {names[n]: LayerBits(*b) for n, b in int_map.items()})
+    tgt = load_target("bitfusion")
+    model = get_cost_model(resolve_name("auto", tgt))
+    a, b = model.estimate(wl, tgt, search_bits), model.estimate(read, tgt, read.bits)
+    assert (b.latency_s, b.energy_j) == pytest.approx((a.latency_s, a.energy_j), rel=1e-9)
 
 
 class _Reader:
