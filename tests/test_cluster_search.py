@@ -104,6 +104,8 @@ def test_two_processes_share_one_postgres_study(shared_study, reference):
     study = optuna.load_study(study_name=STUDY, storage=url)    # readable as it is in optuna-dashboard
     assert study.metric_names == ["accuracy", "latency_ms", "energy_mj", "area_mm2"]
     assert {"candidate", "metrics"} <= set(study.trials[0].user_attrs)
+    r = run_cli("report", str(root / "a"), "--storage", url, check_rc=0)    # rebuilt, and the study agrees
+    assert "rebuilt" in r.stderr and "note:" not in r.stderr
 
 
 def test_shared_study_refuses_another_config_and_a_fresh_start(shared_study, cfg, tmp_path):

@@ -95,6 +95,27 @@ def load(out: Path) -> ReportInputs:
                             f"--resume to rewrite it") from None
 
 
+def measured_in_storage(url: str, seed: int) -> int:
+    """Completed trials that hold a measurement (carried ones not counted) in the search studies of
+    ``seed`` at an optuna storage URL (a shared study: the database, not the folder, holds it)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from codesign.search import storage as st
+
+    storage = st.open_storage(url)
+    try:
+        n = 0
+        for s in storage.get_all_studies():
+            if s.study_name.endswith(f"-s{seed}") and s.study_name.split("-", 1)[0] in ("joint", "sequential", "random"):
+                study = optuna.load_study(study_name=s.study_name, storage=storage)
+                n += sum("metrics" in t.user_attrs and not t.user_attrs.get("carried")
+                         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return n
+    except st.database_errors() as e:
+        raise CodesignError(f"--storage {st.shown(url)}: cannot read the study ({str(e).splitlines()[0][:160]})") from None
+
+
 def measured_in_study(out: Path) -> int | None:
     """Completed trials in DIR/study.db that hold a measurement (None: no study there)."""
     db = out / "study.db"
