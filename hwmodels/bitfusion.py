@@ -5,14 +5,21 @@ multiply-adds per cycle (w, a clipped below at pmin = 2: 1 MAC at 8x8, 2 at 8x4,
 2x2) and run operands wider than pmax by temporal fusion (16x16: a quarter of a MAC per cycle).
 The conventions are those of the authors' simulator (github.com/hsharma35/bitfusion):
 
-* mapping (``accelerator.get_compute_cycles``, im2col form): the r*s*c window is reduced down the
-  rows, each unit taking ``perf_factor`` operand pairs per cycle; output channels go across the
-  columns; output pixels (and batch) stream one per cycle:
-  compute = pixels x ceil(N / cols) x ceil(K / (rows x spatial)) x temporal.
+* mapping (``accelerator.get_compute_cycles``): input channels are reduced down the rows, each
+  unit taking ``perf_factor`` operand pairs per cycle, the r x s window is walked in time; output
+  channels go across the columns; output pixels (and batch) stream one per cycle:
+  compute = pixels x ceil(N / cols) x r x s x ceil(C / (rows x spatial)) x temporal.
+  A layer with fewer input channels than rows (a network's first layer: the authors unfold it
+  with im2col on the host) reduces the whole r*s*c window down the rows instead:
+  ceil(r*s*c / (rows x spatial)).  Matrix products reduce their K the same way.
 * memory (``optimizer.get_stats_fast``): double-buffered IBUF/WBUF/OBUF (half of each holds a
   tile).  DRAM traffic in bits follows the operand widths: weights K x N x w, the input words the
-  windows touch x a, outputs x a.  An operand that does not fit its half-buffer is tiled, and the
-  other operand is streamed once per tile; each layer takes the cheaper of the two loop orders.
+  windows touch x a, outputs x a (requantized on chip; with ``unit.dram_psums`` 32-bit partial sums
+  are read from and written to DRAM once, as the authors' simulator does).  Each layer takes the
+  cheapest of three tilings (the authors search loop orders exhaustively; these are its corners):
+  weight tiles outer (inputs re-read per tile), input tiles outer (weights re-read per tile), or
+  reduction tiles outer (both read once; the 32-bit partial sums spill to DRAM between reduction
+  tiles unless the OBUF's half holds them).
   Stalls = max(0, memory cycles - compute cycles) + first-tile load and last-tile drain, so a
   memory-bound layer is as fast as its traffic, whatever its compute bits.
 * SRAM accesses (for energy): every MAC reads its weight bits from the unit's WBUF bank; inputs
@@ -173,27 +180,31 @@ def simulate(layers: SystolicLayers, configs: FusionConfigs, w_bits, a_bits, uni
     P, N, K = layers.m[None, :], layers.n[None, :], layers.k[None, :]
     rep = layers.repeat[None, :]
     col_folds = cdiv(N, C)
-    row_folds = cdiv(K, R * spatial)
+    chans, window = layers.channels[None, :], (layers.filt_h * layers.filt_w)[None, :]
+    row_folds = np.where(chans < R, cdiv(K, R * spatial), window * cdiv(chans, R * spatial))
     compute = P * col_folds * row_folds * temporal                      # per repeat
 
-    # DRAM traffic (bits, per repeat): tile what does not fit its half-buffer, stream the other
+    # DRAM traffic (bits, per repeat): the cheapest of three tilings
     weights = (K * N * wb).astype(float)
     inputs = (layers.ifmap_words[None, :] * ab).astype(float)
-    outputs = (P * N * ab).astype(float)
+    psums = (P * N * unit.psum_bits).astype(float)
+    outputs = psums if unit.dram_psums else (P * N * ab).astype(float)
     wh = configs.half_bits(configs.filter_sram_kb)[:, None]
     ih = configs.half_bits(configs.ifmap_sram_kb)[:, None]
     oh = configs.half_bits(configs.ofmap_sram_kb)[:, None]
     w_tiles, i_tiles = np.ceil(weights / wh), np.ceil(inputs / ih)
-    by_weights = weights + inputs * w_tiles        # weight tiles outer: inputs re-read per tile
-    by_inputs = inputs + weights * i_tiles         # input tiles outer: weights re-read per tile
-    weights_outer = by_weights <= by_inputs
-    w_dram = np.where(weights_outer, weights, weights * i_tiles)
-    i_dram = np.where(weights_outer, inputs * w_tiles, inputs)
-    reads = w_dram + i_dram
-    first = np.minimum(weights, wh) + np.minimum(inputs, ih)
+    spill = np.where(psums <= oh, 0.0, 2 * (i_tiles - 1) * psums)     # partial sums out and back in
+    order = np.argmin(np.stack(np.broadcast_arrays(weights + inputs * w_tiles, inputs + weights * i_tiles,
+                                                   weights + inputs + spill)), axis=0)
+    w_dram = np.where(order == 1, weights * i_tiles, weights)
+    i_dram = np.where(order == 0, inputs * w_tiles, inputs)
+    spill = np.where(order == 2, spill, 0.0)
+    reads = w_dram + i_dram + spill / 2 + (outputs if unit.dram_psums else 0.0)
+    writes = outputs + spill / 2
+    first = np.minimum(weights, wh) + np.minimum(inputs, ih) + (np.minimum(outputs, oh) if unit.dram_psums else 0.0)
     last = np.minimum(outputs, oh)
     bw = configs.dram_bits_per_cycle[:, None]
-    middle = np.maximum(reads + outputs - first - last, 0.0)
+    middle = np.maximum(reads + writes - first - last, 0.0)
     stall = np.maximum(np.ceil(middle / bw) - compute, 0) + np.ceil((first + last) / bw)
     total = compute + stall
 
@@ -205,9 +216,9 @@ def simulate(layers: SystolicLayers, configs: FusionConfigs, w_bits, a_bits, uni
         layer_names=list(layers.names), configs=configs, w_bits=wb[0], a_bits=ab[0],
         compute_cycles=full(compute * rep), stall_cycles=full(stall * rep), total_cycles=full(total * rep),
         macs=full(macs), utilization=full(P * N * K / np.maximum(peak, 1)),
-        dram_read_bits=full(reads * rep), dram_write_bits=full(outputs * rep),
+        dram_read_bits=full(reads * rep), dram_write_bits=full(writes * rep),
         wbuf_read_bits=full(macs * wb), wbuf_write_bits=full(w_dram * rep),
         ibuf_read_bits=full(P * K * ab * col_folds * rep), ibuf_write_bits=full(i_dram * rep),
-        obuf_read_bits=full((P * N * unit.psum_bits * (row_folds - 1) + outputs) * rep),
-        obuf_write_bits=full(P * N * unit.psum_bits * row_folds * rep),
+        obuf_read_bits=full((psums * (row_folds - 1) + writes) * rep),
+        obuf_write_bits=full((psums * row_folds + reads - w_dram - i_dram) * rep),
     )

@@ -181,6 +181,9 @@ class FusionUnit(_Strict):
     max_bits: int = Field(default=8, gt=0, description="operand width one fused PE spans spatially (pmax)")
     min_bits: int = Field(default=2, gt=0, description="BitBrick width (pmin); narrower operands run at it")
     psum_bits: int = Field(default=32, gt=0, description="partial-sum width in the OBUF")
+    dram_psums: bool = Field(default=False, description="outputs leave as psum_bits partial sums, read from "
+                             "and written to DRAM once (the authors' simulator); False: requantized on chip "
+                             "and written once at the layer's activation bits")
     area_um2: float = Field(gt=0, description="one fusion unit, incl. its shift-add tree and registers")
     dynamic_pj_per_cycle: float = Field(gt=0, description="dynamic energy of one busy fusion unit per cycle")
 

@@ -78,6 +78,26 @@ def test_memory_bound_layer_does_not_speed_up_with_fewer_compute_bits(target):
     assert 0.45 < cycles["w4a4"] / cycles["w8a8"] < 0.55
 
 
+# The authors' simulator output (github.com/hsharma35/bitfusion results/bitfusion-eyeriss-sim-sweep.csv: 16x32
+# units, 64/32/16 KB, 192 bits/cycle, batch 16): Cycles - Memory wait cycles of CIFAR-10 (QNN) and LeNet-5 (TWN)
+# layers at the bits of their benchmarks.py.  (layer, SAME-padded input, C, K, kernel, w, a) -> their compute cycles
+AUTHORS = [
+    (("conv0", 34, 34, 3, 3, 3, 128), 8, 8, 717654 - 586582), (("conv1", 34, 34, 3, 3, 128, 128), 2, 2, 799062 - 209238),
+    (("conv2", 18, 18, 3, 3, 128, 256), 2, 2, 402091 - 107179), (("conv5", 10, 10, 3, 3, 512, 512), 2, 2, 510636 - 215724),
+    (("lenet_conv0", 36, 36, 5, 5, 1, 32), 2, 2, 179116 - 162732), (("lenet_conv1", 20, 20, 5, 5, 32, 64), 2, 2, 205635 - 835),
+]
+
+
+def test_compute_cycles_equal_the_authors_simulator(target):
+    rows = [(*shape, 1, 1, 16) for shape, _, _, _ in AUTHORS]
+    rows += [("fc6", 16, 8192, 1, 8192, 1, 1024, 1, 1), ("lenet_fc1", 16, 4096, 1, 4096, 1, 512, 1, 1)]
+    w = [x[1] for x in AUTHORS] + [2, 2]
+    expect = [x[3] for x in AUTHORS] + [99671 - 83287, 25259 - 21163]
+    res = simulate(SystolicLayers.from_rows(rows), FusionConfigs.from_config(target.bitfusion.default), w, w,
+                   target.bitfusion.unit)
+    assert res.compute_cycles[0].tolist() == expect
+
+
 def test_grid_scores_equal_the_cost_model(target):
     """The nested optimiser's vectorised scores are the cost model's, config by config, at mixed bits."""
     from codesign.frontends.onnx_frontend import load_onnx
