@@ -4,7 +4,9 @@ run, on the same config and the same measured budget.
 Each variant is the real `codesign search` command (a fresh process, its own --out), on one
 supernet checkpoint trained beforehand (so no variant pays for training).  Reported per variant
 (medians over --repeat runs): the command's wall time, the search loop's wall time (first trial
-started to last trial finished, read from the study), their ratios to `--workers 1`, and the
+started to last trial finished, read from the study), the part of it the driver's surrogate
+rounds took (logged in the study; evaluations wait for them) and the rest ("measuring"), their
+ratios to `--workers 1`, and the
 hypervolume of the joint front on one normalisation shared by every variant's front (objectives
 minimised, accuracy as 1 - accuracy, costs on a log scale, reference point 1.1).  The runner
 proposes only when nothing is queued or running, so every variant should build the same study:
@@ -69,6 +71,11 @@ def _loop_seconds(study: optuna.Study) -> float:
     return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
 
 
+def _surrogate_seconds(study: optuna.Study) -> float:
+    """The driver's surrogate rounds (predictor fit + search), as the runner logged them."""
+    return sum(v["seconds"] for k, v in study.user_attrs.items() if k.startswith("round_"))
+
+
 def _trials(study: optuna.Study) -> list:
     return sorted((t.number, tuple(round(v, 9) for v in t.values or ())) for t in study.get_trials())
 
@@ -101,11 +108,14 @@ def main() -> None:
             study = _study(out)
             summary = json.loads((out / "pareto.json").read_text())
             front = [m for m in json.loads((out / "pareto.json").read_text())["front"] if m["strategy"] == "joint"]
-            runs[name].append({"wall_s": wall, "loop_s": _loop_seconds(study), "trials": _trials(study),
+            loop, surrogate = _loop_seconds(study), _surrogate_seconds(study)
+            runs[name].append({"wall_s": wall, "loop_s": loop, "surrogate_s": surrogate, "measure_s": loop - surrogate,
+                               "trials": _trials(study),
                                "front": front, "objectives": summary["summary"]["objectives"],
                                "stopped_by_wall_clock": summary["summary"]["strategies"]["joint"].get(
                                    "budget", {}).get("stopped_by_wall_clock")})
-            print(f"  {name} run {r + 1}: {wall:.1f}s (search loop {runs[name][-1]['loop_s']:.1f}s)", file=sys.stderr)
+            print(f"  {name} run {r + 1}: {wall:.1f}s (search loop {loop:.1f}s, of which surrogate rounds "
+                  f"{surrogate:.1f}s)", file=sys.stderr)
 
     objectives = runs["workers-1"][0]["objectives"]
     every = [m for rs in runs.values() for x in rs for m in x["front"]]
@@ -113,22 +123,28 @@ def main() -> None:
     base = runs["workers-1"]
     base_wall = statistics.median(x["wall_s"] for x in base)
     base_loop = statistics.median(x["loop_s"] for x in base)
+    base_measure = statistics.median(x["measure_s"] for x in base)
     results = {"date": dt.date.today().isoformat(), "config": args.config, "trials": args.trials,
                "repeat": args.repeat, "seed": args.seed, "cpus": os.cpu_count(), "variants": {}}
     for name, rs in runs.items():
         wall = statistics.median(x["wall_s"] for x in rs)
         loop = statistics.median(x["loop_s"] for x in rs)
+        measure = statistics.median(x["measure_s"] for x in rs)
         results["variants"][name] = {
-            "wall_s_median": round(wall, 2), "loop_s_median": round(loop, 2),
+            "wall_s_median": round(wall, 2), "loop_s_median": round(loop, 2), "measure_s_median": round(measure, 2),
+            "surrogate_s_median": round(statistics.median(x["surrogate_s"] for x in rs), 2),
             "speedup_wall": round(base_wall / wall, 3), "speedup_loop": round(base_loop / loop, 3),
+            "speedup_measuring": round(base_measure / measure, 3),
             "hypervolume": [round(hypervolume(x["front"], objectives, norm), 5) for x in rs],
             "same_trials_as_workers_1": all(x["trials"] == base[0]["trials"] for x in rs),
             "stopped_by_wall_clock": any(x["stopped_by_wall_clock"] for x in rs),
             "wall_s": [round(x["wall_s"], 2) for x in rs], "loop_s": [round(x["loop_s"], 2) for x in rs]}
-    print(f"{'variant':<13}{'wall s':>9}{'loop s':>9}{'x wall':>8}{'x loop':>8}  hypervolume  same trials")
+    print(f"{'variant':<13}{'wall s':>9}{'loop s':>9}{'surr. s':>9}{'x wall':>8}{'x loop':>8}{'x meas.':>8}"
+          f"  hypervolume  same trials")
     for name, v in results["variants"].items():
-        print(f"{name:<13}{v['wall_s_median']:>9.1f}{v['loop_s_median']:>9.1f}{v['speedup_wall']:>8.2f}"
-              f"{v['speedup_loop']:>8.2f}  {statistics.median(v['hypervolume']):>11.4f}  {v['same_trials_as_workers_1']}")
+        print(f"{name:<13}{v['wall_s_median']:>9.1f}{v['loop_s_median']:>9.1f}{v['surrogate_s_median']:>9.1f}"
+              f"{v['speedup_wall']:>8.2f}{v['speedup_loop']:>8.2f}{v['speedup_measuring']:>8.2f}"
+              f"  {statistics.median(v['hypervolume']):>11.4f}  {v['same_trials_as_workers_1']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -208,8 +208,30 @@ def test_database_stopped_mid_search_is_one_line_and_resumes(cfg, reference, tmp
         server.remove()
 
 
-def test_ray_local_search_same_study(cfg, reference, ray_local, tmp_path):
+def test_ray_local_search_same_study_after_a_worker_is_killed(cfg, reference, ray_local, tmp_path):
+    """A real local Ray cluster (2 CPUs); one Ray worker SIGKILLed while it runs a measuring task:
+    Ray retries the task, and the study is still exactly the uninterrupted one."""
+    import threading
+
+    killed, stop = [], threading.Event()
+
+    def kill_one_measuring_worker():
+        while not stop.is_set() and not killed:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                if "ray::_measure_task" in " ".join(proc.info["cmdline"] or []):
+                    os.kill(proc.info["pid"], signal.SIGKILL)
+                    killed.append(proc.info["pid"])
+                    break
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_measuring_worker, daemon=True)
+    killer.start()
     out = tmp_path / "ray"
-    r = run_cli("search", str(cfg), "--out", str(out), "--strategy", "joint", "--ray", "local", check_rc=0)
-    assert "2 at once (Ray tasks)" in r.stderr.replace("\n", " ")
+    try:
+        r = run_cli("search", str(cfg), "--out", str(out), "--strategy", "joint", "--ray", "local", check_rc=0)
+    finally:
+        stop.set()
+        killer.join()
+    assert "2 at once (Ray tasks)" in " ".join(r.stderr.split())
+    assert killed, "no Ray worker was seen measuring"
     assert _trials(f"sqlite:///{out / 'study.db'}") == reference
