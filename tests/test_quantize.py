@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from browser import assert_clean, assert_plots_have_data, inspect_page
 from codesign.cli import main
 
 
@@ -64,7 +65,7 @@ def _analyze(capsys, *args) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_quantize_end_to_end(digits_model, capsys):
+def test_quantize_end_to_end(digits_model, capsys, browser, tmp_path):
     root, _, x, y = digits_model
     out = root / "run"
     drop = 0.01
@@ -110,6 +111,10 @@ def test_quantize_end_to_end(digits_model, capsys):
     assert str(summary["chosen"]["trial"]) in {r["trial"] for r in rows}
     html = (out / "report.html").read_text()
     assert "Per-layer sensitivity" in html and "per-layer cost" in html.lower()
+    page = inspect_page(browser, out / "report.html", tmp_path / "report.png")    # what a reader gets
+    assert_clean(page)
+    assert_plots_have_data(page)
+    assert {t["id"] for t in page.tables} >= {"totals", "sensitivity", "layers"}
 
     # --resume continues the same study: more trials, none repeated from scratch
     before = summary["measured_bit_maps"]

@@ -38,10 +38,16 @@ def _totals(page: Page, s: dict) -> None:
             [f"uniform {b['bits']}", b["accuracy"], b.get("energy_mj"), b.get("latency_ms"), b.get("size_kb"), "codesign-qdq"],
             [f"chosen ({c['label']})", c["accuracy_onnxruntime"], c.get("energy_mj"), c.get("latency_ms"), c.get("size_kb"),
              c["writer"]]]
+    if "baseline_own_accelerator" in s:
+        o = s["baseline_own_accelerator"]
+        rows.append([f"uniform {o['bits']} on its own accelerator", b["accuracy"], o.get("energy_mj"), o.get("latency_ms"),
+                     o.get("size_kb"), "-"])
     page.add(table(["design", "top-1 (onnxruntime)", "energy (mJ)", "latency (ms)", "size (KB)", "writer"], rows,
                    caption="whole network", table_id="totals"))
-    r = s["vs_baseline"]
-    page.note("uniform 8-bit / chosen: " + ", ".join(f"{k.removesuffix('_ratio')} {v:.2f}x" for k, v in r.items() if v))
+    for key, what in (("vs_baseline", "uniform 8-bit / chosen"),
+                      ("vs_baseline_own_accelerator", "uniform 8-bit on its own accelerator / chosen")):
+        if key in s:
+            page.note(f"{what}: " + ", ".join(f"{k.removesuffix('_ratio')} {v:.2f}x" for k, v in s[key].items() if v))
 
 
 def _sensitivity(page: Page, sens: dict) -> None:
