@@ -147,6 +147,10 @@ def _run(cfg, out: Path, strategies: list[str], pick_index: int | None, console:
                 rows[s] = {"joint": runner.joint, "sequential": runner.sequential, "random": runner.random}[s]()
     finally:
         evaluator.close()
+    if runner.relaunched:
+        console.print(f"[yellow]note:[/] a worker died while measuring {len(runner.relaunched)} trial(s) ("
+                      + ", ".join(f"{n} #{t}" for n, t in runner.relaunched) + "); each was measured again with the "
+                      f"same candidate under its own number")
     if not any(rows.values()):
         raise CodesignError("the budget ran out before any trial finished; raise budget.minutes")
     fronts = {s: front(r, cfg.objectives) for s, r in rows.items()}
@@ -235,4 +239,5 @@ def _print(console: Console, summary: dict, design: dict, out: Path) -> None:
     console.print(f"test accuracy: fake-quant {design['accuracy_test_fake_quant']:.4f}, "
                   f"model.qdq.onnx (onnxruntime) {design['accuracy_test_qdq_onnxruntime']:.4f}")
     console.print(f"artifacts in {out}: pareto.csv, pareto.json, model.onnx, model.qdq.onnx, "
-                  + ("accelerator.toml, " if "accelerator" in design else "") + "model_tvm.so, report.html, report_data.json, study.db")
+                  + ("accelerator.toml, " if "accelerator" in design else "") + "model_tvm.so, report.html, report_data.json"
+                  + (", study.db" if (out / "study.db").exists() else ""))

@@ -156,12 +156,15 @@ class Runner:
         self.usage: dict[str, dict] = {}      # strategy -> measured budget spent, and whether the clock stopped it
         self.url = url or storage_url(out)
         self.exclusive = url is None or url == storage_url(out)
-        self.storage = st.open_storage(self.url)
+        self.storage = st.open_storage(self.url, shared=not self.exclusive)
         self.evaluator = evaluator or InProcess(problem)
         self._locks: dict[str, st.ProposalLock] = {}
         self.relaunched: list[tuple[str, int]] = []   # (study, trial) re-submitted after its worker died
 
-    def _lock(self, study: optuna.Study) -> st.ProposalLock:
+    def _lock(self, study: optuna.Study):
+        """The proposal lock of a shared study (a study in the --out folder's own file has one process)."""
+        if self.exclusive:
+            return st.no_lock()
         name = study.study_name
         if name not in self._locks:
             self._locks[name] = st.ProposalLock(self.url, f"codesign-propose:{name}")
@@ -172,7 +175,7 @@ class Runner:
         a resumed sampler does not replay the random stream of the first run.  A study made by
         another config is refused; one made here records its config for the next process."""
         directions = ["maximize" if o in MAXIMIZE else "minimize" for o in self.cfg.objectives]
-        with st.ProposalLock(self.url, f"codesign-propose:{name}"):
+        with st.ProposalLock(self.url, f"codesign-propose:{name}") if not self.exclusive else st.no_lock():
             study = optuna.create_study(study_name=name, storage=self.storage, directions=directions,
                                         sampler=sampler(0), load_if_exists=True)
             st.check_config(name, study.user_attrs, self.cfg, self.url)

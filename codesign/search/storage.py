@@ -104,9 +104,11 @@ def _connect_args(parsed) -> dict:
     return {}
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, shared: bool = True) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on ``url``, checked first: a malformed URL, a missing driver or a
-    database that cannot be reached is a one-line error before anything is trained or written."""
+    database that cannot be reached is a one-line error before anything is trained or written.
+    ``shared``: other processes may open it at the same time (optuna's tables are created under
+    the proposal lock then)."""
     import sqlalchemy
 
     parsed = _parse(url)
@@ -127,7 +129,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         raise CodesignError(f"--storage {shown(url)}: cannot connect to the database ({_first_line(e)}); check that "
                             f"the server runs and the URL (host, port, user, database name) is right") from None
     try:
-        with ProposalLock(url, "codesign-schema"):   # two processes creating optuna's tables at once can collide
+        with ProposalLock(url, "codesign-schema") if shared else no_lock():   # two creating the tables can collide
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except database_errors() as e:
         raise CodesignError(f"--storage {shown(url)}: cannot open optuna's tables there ({_first_line(e)})") from None
