@@ -283,7 +283,10 @@ def requeue_dead(study: optuna.Study, exclusive: bool) -> list[int]:
             started = t.datetime_start.timestamp() if t.datetime_start else now
             dead = now - started > STALE_SECONDS
         if dead:
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.WAITING)
+            try:
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.WAITING)
+            except optuna.exceptions.UpdateFinishedTrialError:     # finished after all, a moment ago
+                continue
             back.append(t.number)
     return back
 
