@@ -248,6 +248,7 @@ def main() -> None:
     for name in args.networks.split(","):
         factory, kind = NETWORKS[name]
         t0 = time.time()
+        torch.manual_seed(0)                  # the initial weights too: every run trains the same network
         net = train(factory(), shaped(x[tr], kind), y[tr], args.epochs, seed=0)
         model = args.out / f"{name}.onnx"
         export_onnx(net, torch.from_numpy(shaped(x[:1], kind)), model, dynamic_batch=True, check=True, what=name)

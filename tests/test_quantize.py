@@ -108,7 +108,10 @@ def test_quantize_end_to_end(digits_model, capsys, browser, tmp_path):
     with open(out / "pareto.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == summary["measured_bit_maps"] == len(json.loads((out / "pareto.json").read_text())["measured"])
-    assert str(summary["chosen"]["trial"]) in {r["trial"] for r in rows}
+    chosen_row = [r for r in rows if json.loads(r["bits"]) == {n: f"w{b['weight']}a{b['activation']}"
+                                                               for n, b in json.loads((out / "bits.json").read_text())["layers"].items()}]
+    assert len(chosen_row) == 1 and chosen_row[0]["feasible"] == "True"
+    assert {r["phase"] for r in rows} >= {"sensitivity", "guided"}
     html = (out / "report.html").read_text()
     assert "Per-layer sensitivity" in html and "per-layer cost" in html.lower()
     page = inspect_page(browser, out / "report.html", tmp_path / "report.png")    # what a reader gets

@@ -18,7 +18,7 @@ from codesign.quantize.hardware import accelerator_dict, best_config, searchable
 from codesign.quantize.measure import label, uniform
 from hwmodels.errors import CodesignError
 
-FIELDS = ("trial", "accuracy", "accuracy_drop", "energy_mj", "latency_ms", "size_kb", "feasible", "on_front", "writer", "bits")
+FIELDS = ("trial", "phase", "accuracy", "accuracy_drop", "energy_mj", "latency_ms", "size_kb", "feasible", "on_front", "writer", "bits")
 
 
 def choose(rows: list[dict], objective: str, max_drop: float) -> dict:
@@ -32,7 +32,7 @@ def choose(rows: list[dict], objective: str, max_drop: float) -> dict:
     others = [k for k in ("energy_mj", "latency_ms", "size_kb") if k != key]
     # ties on the objective (e.g. systolic latency, which bits do not change) go to the cheaper map
     return min(feasible, key=lambda r: (r[key], *(r[k] if r.get(k) is not None else 0.0 for k in others),
-                                        -r["accuracy"], r["trial"]))
+                                        -r["accuracy"], r["trial"] if r["trial"] is not None else 1 << 30))
 
 
 def mark_front(rows: list[dict], objective: str) -> None:
@@ -62,8 +62,9 @@ def write_all(o, p, rows: list[dict], sens: dict, writer, measurer, seconds: flo
                "selection_samples": int(len(p.data.select_y)), "calibration_samples": int(len(p.data.calib_y)),
                "measured_bit_maps": len(rows), "seconds": seconds, "notes": list(p.notes),
                "baseline": {"bits": f"w{ref}a{ref}", "accuracy": base_acc, **at_default[f"uniform w{ref}a{ref}"]},
-               "chosen": {"trial": chosen["trial"], "label": label(chosen["bits"]), "writer": chosen["writer"],
-                          "accuracy_search": chosen["accuracy"], **at_default["chosen"]},
+               "chosen": {"trial": chosen["trial"], "phase": chosen["phase"], "label": label(chosen["bits"]), "writer": chosen["writer"],
+                          "accuracy_search": chosen["accuracy"], **at_default["chosen"],
+                          "search_costs": {k: chosen[k] for k in ("energy_mj", "latency_ms", "size_kb")}},
                "float": at_default["float"]}
     accel = None
     if o.search_hardware and searchable(costing.target):

@@ -127,6 +127,8 @@ def run_search(study: optuna.Study, layers: list[str], choices: list[int], measu
     step tried on top of the best map so far and kept when it stays within the drop.  Then
     optuna's constrained TPE over per-layer widths, which starts from everything measured."""
 
+    phase = ["guided"]
+
     def evaluate(trial: optuna.Trial) -> float:
         bits = {n: (trial.suggest_categorical(f"w{i}", choices), trial.suggest_categorical(f"a{i}", choices))
                 for i, n in enumerate(layers)}
@@ -135,6 +137,7 @@ def run_search(study: optuna.Study, layers: list[str], choices: list[int], measu
         drop = float_acc - m.accuracy
         trial.set_user_attr("accuracy", m.accuracy)
         trial.set_user_attr("writer", m.writer)
+        trial.set_user_attr("phase", phase[0])
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
         trial.set_constraint("accuracy_drop", drop - max_drop)
@@ -175,6 +178,7 @@ def run_search(study: optuna.Study, layers: list[str], choices: list[int], measu
             if measure(trial_bits):
                 best = trial_bits
         study.set_user_attr("guided_done", True)
+    phase[0] = "sampler"
     while within_budget():
         study.optimize(evaluate, n_trials=1, catch=())
         if progress:
@@ -186,7 +190,8 @@ def costing_value(costing: Costing, bits: Bits, objective: str) -> float:
 
 
 def measured_rows(study: optuna.Study, layers: list[str], float_acc: float, max_drop: float) -> list[dict]:
-    """Every complete trial as a row: its bit map, accuracy, drop, costs, feasibility, writer."""
+    """Every complete trial as a row: its bit map, phase (guided or sampler), accuracy, drop, costs,
+    feasibility, writer.  (The sensitivity pass's maps are added by ``sensitivity_rows``.)"""
     rows, seen = [], set()
     for t in study.trials:
         if t.state != optuna.trial.TrialState.COMPLETE:
@@ -197,7 +202,25 @@ def measured_rows(study: optuna.Study, layers: list[str], float_acc: float, max_
             continue
         seen.add(k)
         acc = t.user_attrs["accuracy"]
-        rows.append({"trial": t.number, "bits": bits, "accuracy": acc, "accuracy_drop": float_acc - acc,
+        rows.append({"trial": t.number, "phase": t.user_attrs.get("phase", "sampler"), "bits": bits,
+                     "accuracy": acc, "accuracy_drop": float_acc - acc,
                      "feasible": float_acc - acc <= max_drop + 1e-12, "writer": t.user_attrs.get("writer"),
                      **{k2: t.user_attrs.get(k2) for k2 in ("energy_mj", "latency_ms", "size_kb")}})
+    return rows
+
+
+def sensitivity_rows(sens: dict, layers: list[str], costing: Costing, float_acc: float, max_drop: float,
+                     writers: dict[tuple, str]) -> list[dict]:
+    """The single-layer maps the sensitivity pass measured, as rows like ``measured_rows``' (no trial number)."""
+    ref = sens["reference"]
+    base = uniform(layers, ref, ref)
+    rows = []
+    for layer, kinds in sens["layers"].items():
+        for kind, drops in kinds.items():
+            for b, d in drops.items():
+                bits = {**base, layer: (int(b), ref) if kind == "weight" else (ref, int(b))}
+                acc = sens["reference_accuracy"] - d
+                rows.append({"trial": None, "phase": "sensitivity", "bits": bits, "accuracy": acc,
+                             "accuracy_drop": float_acc - acc, "feasible": float_acc - acc <= max_drop + 1e-12,
+                             "writer": writers.get(key_of(bits)), **costing.metrics(bits)})
     return rows

@@ -38,6 +38,11 @@ class Measurer:
         return self._cache[key]
 
 
+    def writers(self) -> dict[tuple, str]:
+        """Which writer made each map measured in this process (a resumed run's earlier maps are absent)."""
+        return {k: m.writer for k, m in self._cache.items()}
+
+
 def key_of(bits: Bits) -> tuple:
     return tuple(sorted((n, int(w), int(a)) for n, (w, a) in bits.items()))
 

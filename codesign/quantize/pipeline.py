@@ -134,9 +134,10 @@ def prepare(o: QuantizeOptions) -> Prepared:
 def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
     """The flow; returns the summary (also written as DIR/quantize.json)."""
     from codesign.quantize.artifacts import write_all
-    from codesign.quantize.bitsearch import greedy_steps, measured_rows, open_study, run_search, search_choices
+    from codesign.quantize.bitsearch import (greedy_steps, measured_rows, open_study, run_search, search_choices,
+                                             sensitivity_rows)
     from codesign.quantize.calibrate import calibrate
-    from codesign.quantize.measure import Measurer, uniform
+    from codesign.quantize.measure import Measurer, key_of, uniform
     from codesign.quantize.sensitivity import layer_sensitivity
     from codesign.quantize.writer import QDQWriter
 
@@ -169,6 +170,9 @@ def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
     run_search(study, p.layers, widths, measurer, p.costing, o.objective, p.float_accuracy,
                o.max_accuracy_drop, base, steps, o.trials, deadline, lambda d, t: tick("search", d, t))
     rows = measured_rows(study, p.layers, p.float_accuracy, o.max_accuracy_drop)
+    seen = {key_of(r["bits"]) for r in rows}
+    rows += [r for r in sensitivity_rows(sens, p.layers, p.costing, p.float_accuracy, o.max_accuracy_drop,
+                                         measurer.writers()) if key_of(r["bits"]) not in seen]
     tick("writing", 0, 1)
     return write_all(o, p, rows, sens, writer, measurer, time.monotonic() - start)
 

@@ -102,10 +102,11 @@ def _front(page: Page, rows: list[dict], s: dict) -> None:
         if pts:
             fig.add_trace(go.Scatter(x=[r[key] for r in pts], y=[r["accuracy"] * 100 for r in pts], mode="markers",
                                      name=name, marker=dict(color=colour, size=8),
-                                     hovertext=[f"trial {r['trial']}" for r in pts]))
+                                     hovertext=[f"{r['phase']} {'' if r['trial'] is None else r['trial']}" for r in pts]))
     c = s["chosen"]
     if c.get(key) is not None:
-        fig.add_trace(go.Scatter(x=[next(r[key] for r in rows if r["trial"] == c["trial"])], y=[c["accuracy_search"] * 100],
+        fig.add_trace(go.Scatter(x=[c["search_costs"][key]],
+                                 y=[c["accuracy_search"] * 100],
                                  mode="markers", name="chosen", marker=dict(color="#d62728", size=14, symbol="star")))
     fig.add_hline(y=(s["float_accuracy"] - s["max_accuracy_drop"]) * 100, line_dash="dot", annotation_text="allowed drop")
     fig.update_layout(title=f"top-1 vs {title}", xaxis_title=title + " (template default config)", yaxis_title="top-1 (%)")
