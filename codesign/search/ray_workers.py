@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 from codesign.search.workers import WorkerLost, measure, shippable, threads_per_worker
 from hwmodels.errors import CodesignError
@@ -46,6 +48,19 @@ def _reachable(address: str) -> None:
                             f"`ray start --head` or use --ray local") from None
 
 
+@contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def connect(address: str, cpus: int | None) -> bool:
     """Join (or start, for ``local``) a Ray cluster; True when this call started Ray here."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")     # nothing leaves the machine at run time
@@ -62,10 +77,13 @@ def connect(address: str, cpus: int | None) -> bool:
     if address != "auto":
         _reachable(address)
     try:
-        ray.init(address=address, **kwargs)
+        with _quiet_stderr():          # Ray's C++ client prints every failed retry straight to file descriptor 2
+            ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise CodesignError(f"--ray {address}: cannot join a Ray cluster ({' '.join(str(e).split())[:160]}); start "
-                            f"one with `ray start --head` or use --ray local") from None
+                            f"one with `ray start --head` or use --ray local; a cluster with token authentication "
+                            f"(Ray's default for one ray.init started) also needs RAY_AUTH_MODE=token and its token "
+                            f"(RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     return True
 
 
