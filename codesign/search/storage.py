@@ -95,8 +95,9 @@ def _parse(url: str):
 
 def _connect_args(parsed) -> dict:
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT}
+    if backend == "postgresql":     # keepalives: a server that vanished from the network is noticed in ~1 min
+        return {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": 30,
+                "keepalives_interval": 10, "keepalives_count": 3}
     if backend == "mysql":
         return {"connect_timeout": CONNECT_TIMEOUT}
     if backend == "sqlite":
