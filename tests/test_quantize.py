@@ -201,3 +201,18 @@ def test_bad_layer_and_options(digits_model, capsys, tmp_path):
     _expect_bad(capsys, tmp_path, root / "cnn.onnx", root / "digits.npz", "--bits", "3,8", match="--bits")
     _expect_bad(capsys, tmp_path, root / "cnn.onnx", root / "digits.npz", "--objective", "speed", match="--objective")
     _expect_bad(capsys, tmp_path, root / "cnn.onnx", root / "digits.npz", "--resume", match="--resume")
+
+
+def test_minutes_cut_the_sensitivity_pass_and_resume_finishes_it(digits_model, capsys):
+    root = digits_model[0]
+    out = root / "short"
+    args = ["quantize", str(root / "cnn.onnx"), "--data", str(root / "digits.npz"), "--target", "bitfusion",
+            "--out", str(out), "--trials", "6"]
+    assert main([*args, "--minutes", "0.001"]) == 0, capsys.readouterr().err
+    s = json.loads((out / "quantize.json").read_text())
+    assert any("--minutes ran out" in n for n in s["notes"])
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err
+    s = json.loads((out / "quantize.json").read_text())
+    assert not any("--minutes ran out" in n for n in s["notes"])
+    phases = {r["phase"] for r in json.loads((out / "pareto.json").read_text())["measured"]}
+    assert {"sensitivity", "guided"} <= phases

@@ -47,15 +47,18 @@ def greedy_steps(layers: list[str], choices: list[int], sens: dict, costing: Cos
     base_cost = objective_value(costing.metrics(base), objective)
     widths = sorted(b for b in choices if b <= ref)
 
-    def drop(layer: str, w: int, a: int) -> float:
+    def drop(layer: str, w: int, a: int) -> float | None:
         s = sens["layers"][layer]
-        return max(s["weight"].get(str(w), 0.0), 0.0) + max(s["activation"].get(str(a), 0.0), 0.0)
+        dw, da = s["weight"].get(str(w), 0.0), s["activation"].get(str(a), 0.0)
+        if dw is None or da is None:            # not measured (the deadline came first)
+            return None
+        return max(dw, 0.0) + max(da, 0.0)
 
     options: dict[str, list[tuple[float, float, tuple[int, int]]]] = {}
     for layer in layers:
         for w in widths:
             for a in widths:
-                if (w, a) == (ref, ref):
+                if (w, a) == (ref, ref) or drop(layer, w, a) is None:
                     continue
                 bits = dict(base)
                 bits[layer] = (w, a)
@@ -177,7 +180,8 @@ def run_search(study: optuna.Study, layers: list[str], choices: list[int], measu
             trial_bits = {**best, layer: pair}
             if measure(trial_bits):
                 best = trial_bits
-        study.set_user_attr("guided_done", True)
+        if time.monotonic() < deadline:            # cut short by --minutes: a --resume runs it again
+            study.set_user_attr("guided_done", True)
     phase[0] = "sampler"
     while within_budget():
         study.optimize(evaluate, n_trials=1, catch=())
@@ -218,6 +222,8 @@ def sensitivity_rows(sens: dict, layers: list[str], costing: Costing, float_acc:
     for layer, kinds in sens["layers"].items():
         for kind, drops in kinds.items():
             for b, d in drops.items():
+                if d is None:
+                    continue
                 bits = {**base, layer: (int(b), ref) if kind == "weight" else (ref, int(b))}
                 acc = sens["reference_accuracy"] - d
                 rows.append({"trial": None, "phase": "sensitivity", "bits": bits, "accuracy": acc,

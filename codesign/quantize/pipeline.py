@@ -138,7 +138,7 @@ def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
                                              sensitivity_rows)
     from codesign.quantize.calibrate import calibrate
     from codesign.quantize.measure import Measurer, key_of, uniform
-    from codesign.quantize.sensitivity import layer_sensitivity
+    from codesign.quantize.sensitivity import complete, layer_sensitivity
     from codesign.quantize.writer import QDQWriter
 
     start = time.monotonic()
@@ -157,9 +157,13 @@ def run(o: QuantizeOptions, progress: Progress | None = None) -> dict:
               "objective": o.objective, "max_accuracy_drop": o.max_accuracy_drop, "seed": o.seed, "layers": p.layers}
     study = open_study(Path(o.out) / STUDY_FILE, o.seed, o.resume, inputs)
     sens = study.user_attrs.get("sensitivity")
-    if sens is None:
-        sens = layer_sensitivity(measurer, p.layers, list(o.bits), lambda d, t: tick("sensitivity", d, t))
+    if not complete(sens):
+        sens = layer_sensitivity(measurer, p.layers, list(o.bits), lambda d, t: tick("sensitivity", d, t),
+                                 deadline, sens)
         study.set_user_attr("sensitivity", sens)
+        if not complete(sens):
+            p.notes.append("--minutes ran out during the sensitivity pass: layers not measured stay at the "
+                           "reference width in the guided phase (--resume measures them)")
     study.set_user_attr("float_accuracy", p.float_accuracy)
     base = uniform(p.layers, sens["reference"], sens["reference"])
     steps = greedy_steps(p.layers, list(o.bits), sens, p.costing, o.objective)

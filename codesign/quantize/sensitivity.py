@@ -1,8 +1,13 @@
 """Per-layer sensitivity: from the uniform reference width, one layer at a time has its weights
 (then its input activations) lowered to each narrower width, and the drop in onnxruntime top-1 on
-the selection part is measured (HAWQ/HAQ-style ranking, but measured, not estimated)."""
+the selection part is measured (HAWQ/HAQ-style ranking, but measured, not estimated).
+
+The pass stops at the run's deadline (``--minutes``); what it did not reach is ``None`` (that layer
+is then never lowered by the guided phase) and a ``--resume`` measures it first.
+"""
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from codesign.quantize.measure import Measurer, uniform
@@ -13,8 +18,13 @@ def reference_width(choices: list[int]) -> int:
     return 8 if 8 in choices else max(choices)
 
 
+def complete(sens: dict | None) -> bool:
+    return sens is not None and all(v is not None for l in sens["layers"].values() for k in l.values() for v in k.values())
+
+
 def layer_sensitivity(measurer: Measurer, layers: list[str], choices: list[int],
-                      progress: Callable[[int, int], None] | None = None) -> dict:
+                      progress: Callable[[int, int], None] | None = None, deadline: float | None = None,
+                      previous: dict | None = None) -> dict:
     """{"reference": bits, "reference_accuracy": acc, "layers": {layer: {"weight": {b: drop}, "activation": {b: drop}}}}."""
     ref = reference_width(choices)
     base = uniform(layers, ref, ref)
@@ -23,12 +33,16 @@ def layer_sensitivity(measurer: Measurer, layers: list[str], choices: list[int],
     total, done = len(layers) * len(lower) * 2, 0
     out: dict[str, dict] = {}
     for layer in layers:
+        before = (previous or {}).get("layers", {}).get(layer, {})
         out[layer] = {"weight": {}, "activation": {}}
         for b in lower:
             for kind, pair in (("weight", (b, ref)), ("activation", (ref, b))):
-                bits = dict(base)
-                bits[layer] = pair
-                out[layer][kind][str(b)] = ref_acc - measurer.measure(bits).accuracy
+                known = before.get(kind, {}).get(str(b))
+                if known is None and (deadline is None or time.monotonic() < deadline):
+                    bits = dict(base)
+                    bits[layer] = pair
+                    known = ref_acc - measurer.measure(bits).accuracy
+                out[layer][kind][str(b)] = known
                 done += 1
                 if progress:
                     progress(done, total)

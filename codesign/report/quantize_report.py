@@ -60,7 +60,8 @@ def _sensitivity(page: Page, sens: dict) -> None:
     page.note(f"drop in top-1 from uniform w{ref}a{ref} ({sens['reference_accuracy']:.2%}) when only that layer's "
               "weights (w) or input activations (a) go to the width shown; measured in onnxruntime")
     cols = [f"{k}{b}" for b in widths for k in ("w", "a")]
-    data = [[sens["layers"][n]["weight" if c[0] == "w" else "activation"][c[1:]] * 100 for c in cols] for n in layers]
+    raw = [[sens["layers"][n]["weight" if c[0] == "w" else "activation"][c[1:]] for c in cols] for n in layers]
+    data = [[None if v is None else v * 100 for v in row] for row in raw]      # None: not measured (--minutes)
     if layers and cols:
         fig = go.Figure(go.Heatmap(z=data, x=cols, y=[f"{i}: {n}" for i, n in enumerate(layers)], colorscale="Reds",
                                    colorbar=dict(title="drop (points)")))
