@@ -62,7 +62,6 @@ def test_quantize_module_from_python(mlp):
 
 def test_search_config_model_section(mlp, tmp_path):
     from codesign.frontends.torch_frontend import export_onnx
-    from codesign.cli.quantize_cmd import run_from_config
     from codesign.search.config import load_config
 
     root, net = mlp
@@ -71,8 +70,9 @@ def test_search_config_model_section(mlp, tmp_path):
     cfg_path.write_text(f'seed = 0\nobjectives = ["accuracy", "energy_mj"]\n[model]\nonnx = "{tmp_path / "mlp.onnx"}"\n'
                         f'max_accuracy_drop = 0.02\n[data]\nsource = "digits"\n[target]\nname = "systolic"\n'
                         f'[quantization]\nbits = [2, 4, 8]\n[budget]\ntrials = 5\nminutes = 2\n')
-    cfg = load_config(cfg_path)
-    run_from_config(cfg, tmp_path / "out")          # what `codesign search CONFIG` runs for a [model] config
+    assert main(["search", str(cfg_path), "--out", str(tmp_path / "out")]) == 0     # [model]: the quantize flow
+    assert main(["search", str(cfg_path), "--out", str(tmp_path / "o2"), "--workers", "2"]) == 2   # refused, one line
+    assert not (tmp_path / "o2").exists()
     s = json.loads((tmp_path / "out" / "quantize.json").read_text())
     assert s["objective"] == "energy" and s["bits_choices"] == [2, 4, 8] and s["max_accuracy_drop"] == 0.02
     assert (tmp_path / "out" / "model.qdq.onnx").is_file()

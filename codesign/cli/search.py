@@ -38,6 +38,16 @@ def search(
         cfg.budget.trials = trials
     if seed is not None:
         cfg.seed = seed
+    if cfg.model is not None:          # [model]: a trained model to quantize, not a space to search
+        used = [f for f, v in (("--storage", storage), ("--ray", ray), ("--pick", pick),
+                               ("--workers", workers if workers != 1 else None)) if v is not None]
+        if used or strategy != Strategy.both:
+            raise CodesignError(f"search config {config}: [model] runs `codesign quantize` on that model, which takes "
+                                f"no {', '.join(used) or '--strategy'}; drop it, or use a config without [model]")
+        from codesign.cli.quantize_cmd import run_from_config
+
+        run_from_config(cfg, out, resume)
+        return
     strategies = {Strategy.both: ["joint", "sequential"], Strategy.all: ["joint", "sequential", "random"]}.get(
         strategy, [strategy.value])
     from codesign.search.checks import check_references
@@ -88,6 +98,8 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
     ensure_out_dir(out)
     saved = out / "config.json"
     current = cfg.model_dump()
+    if current.get("model") is None:   # configs without [model] keep the config.json they had before it existed
+        current.pop("model", None)
     if resume and saved.exists():
         before = json.loads(saved.read_text())
         if before != json.loads(json.dumps(current)):
