@@ -173,7 +173,7 @@ def run_one(name: str, target: str, model: Path, data: Path, test_x, test_y, out
         return {"network": name, "target": target, "error": (p.stderr.strip().splitlines() or ["?"])[-1], "rc": p.returncode}
     s = json.loads((run_dir / "quantize.json").read_text())
     split = json.loads((run_dir / "split.json").read_text())
-    with np.load(data) as f:
+    with np.load(data, allow_pickle=False) as f:
         dx, dy = f["x"], f["y"]
     sel = np.array(split["selection"])
     qdq = run_dir / "model.qdq.onnx"

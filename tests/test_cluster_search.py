@@ -165,15 +165,20 @@ def test_worker_sigkilled_mid_evaluation_loses_and_duplicates_nothing(cfg, refer
     out = tmp_path / "pool"
     url = f"sqlite:///{out / 'study.db'}"
     proc = _launch(cfg, out, "--workers", "2")
-    deadline, killed = time.time() + 300, None
-    while proc.poll() is None and time.time() < deadline and killed is None:
-        workers = _workers(proc.pid)
-        if len(workers) == 2 and _running_sqlite(out / "study.db") == 2:   # both workers hold a trial
-            killed = workers[0].pid
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.01)
-    assert killed is not None, "never saw both workers measuring"
-    _, err = proc.communicate(timeout=600)
+    try:
+        deadline, killed = time.time() + 300, None
+        while proc.poll() is None and time.time() < deadline and killed is None:
+            workers = _workers(proc.pid)
+            if len(workers) == 2 and _running_sqlite(out / "study.db") == 2:   # both workers hold a trial
+                killed = workers[0].pid
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.01)
+        assert killed is not None, "never saw both workers measuring"
+        _, err = proc.communicate(timeout=300)     # a finished search must also exit (no worker left blocking it)
+    finally:
+        for child in _workers(proc.pid) if proc.poll() is None else []:
+            child.kill()
+        proc.kill()
     assert proc.returncode == 0, err[-3000:]
     assert "a worker died while measuring" in err      # the kill hit an evaluation, which was measured again
     assert _trials(url) == reference                   # zero lost, zero duplicated, same numbers and values

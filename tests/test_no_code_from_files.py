@@ -385,9 +385,15 @@ ex = tvm.compile(mod); re.compile("x"); json.loads(s); tomllib.loads(s); onnx.lo
     assert unsafe_calls(good) == []
 
 
+# Unpickling that reads no file: the search's own trained problem, pickled by the parent process and
+# sent to its pool workers over the pool's pipe (as multiprocessing does with every task).
+IPC_ONLY = {"codesign/search/workers.py": "cloudpickle.loads()"}
+
+
 def test_no_code_from_files_in_the_source_tree():
     found = []
     for top in ("codesign", "hwmodels", "benchmarks"):
         for path in sorted((ROOT / top).rglob("*.py")):
-            found += unsafe_calls(path.read_text(), str(path.relative_to(ROOT)))
+            rel = str(path.relative_to(ROOT))
+            found += [f for f in unsafe_calls(path.read_text(), rel) if not (rel in IPC_ONLY and f.endswith(IPC_ONLY[rel]))]
     assert found == []

@@ -129,11 +129,22 @@ class LocalPool:
 
     def restart(self) -> None:
         """After a worker died: every pending evaluation of the old pool failed; the caller re-submits."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        _stop(self._pool)
         self._pool = self._new_pool()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        _stop(self._pool)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Shut a pool down and kill its processes.  A worker SIGKILLed while it held the result queue's
+    lock leaves the survivors blocked on it for ever, and the interpreter's exit would wait for them
+    (seen: a finished search that never exited); nothing of theirs is still needed here."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.kill()
 
 
 def make_evaluator(problem, workers: int = 1, ray_address: str | None = None, ray_started: bool = False):
