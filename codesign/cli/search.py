@@ -97,9 +97,7 @@ def _prepare_out(out: Path, resume: bool, cfg) -> None:
     _remove_stray_tmp(out)
     ensure_out_dir(out)
     saved = out / "config.json"
-    current = cfg.model_dump()
-    if current.get("model") is None:   # configs without [model] keep the config.json they had before it existed
-        current.pop("model", None)
+    current = cfg.digest()             # configs without [model] keep the config.json they had before it existed
     if resume and saved.exists():
         before = json.loads(saved.read_text())
         if before != json.loads(json.dumps(current)):
